@@ -1,0 +1,45 @@
+# Two commands: `make run` (the main job on the embedded default) and `make test` (lint + the suite on real
+# PostgreSQL and Redis). Both create .venv from requirements/ first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SESSION_DATE ?= 2026-11-20
+SEED ?= 7
+SESSION := var/sessions/session-$(SESSION_DATE)-seed$(SEED).ndjson.gz
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingplatform
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: run test lint bench-pipeline clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.prod-installed: $(BIN)/python requirements/base.txt requirements/prod.txt
+	$(BIN)/pip install --quiet -r requirements/prod.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.prod-installed requirements/dev.txt
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $@
+
+run: $(VENV)/.prod-installed
+	$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py setup_schedules
+	$(BIN)/python manage.py make_session --date $(SESSION_DATE) --seed $(SEED) --out $(SESSION)
+	$(BIN)/python manage.py replay $(SESSION) --json var/replay-summary.json
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	@command -v docker-compose >/dev/null || { echo "installing docker-compose (compose.yaml validation)"; \
+	  (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 || echo "docker-compose unavailable"; }
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TP_TASKS_EAGER=1 $(BIN)/pytest
+
+bench-pipeline: $(VENV)/.dev-installed
+	$(BIN)/python manage.py bench pipeline --json var/bench-pipeline.json
+
+clean:
+	rm -rf var/tradingplatform.sqlite3* var/sessions

@@ -1,0 +1,283 @@
+"""Settings, read from the environment.
+
+With nothing set the platform runs on its *embedded default*: a SQLite file under ``var/``, Celery tasks executed
+in-process, the Redis keys in an in-process store with Redis's interface (fakeredis), the paper broker, and local
+sinks instead of Discord, Telegram and Anthropic.  ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and a
+Redis broker.  Every variable is listed in ``.env.example``; a bad value stops the process at start with a message
+that names the variable.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default=default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not valid; expected one of: {', '.join(choices)}")
+    return value
+
+
+def _int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = env.str(name, default=str(default))
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _decimal(name: str, default: str) -> Decimal:
+    raw = env.str(name, default=default)
+    try:
+        return Decimal(raw)
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a decimal number") from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _url(name: str, schemes: tuple[str, ...]) -> str:
+    value = env.str(name, default="").strip()
+    if value and not value.startswith(tuple(f"{s}://" for s in schemes)):
+        raise ImproperlyConfigured(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def _tickers(name: str, default: str) -> tuple[str, ...]:
+    items = tuple(t.strip().upper() for t in env.str(name, default=default).split(",") if t.strip())
+    if not items or any(not t.isalpha() for t in items):
+        raise ImproperlyConfigured(f"{name} must be a comma-separated list of tickers, e.g. SPY,QQQ,IWM")
+    return items
+
+
+def _tiers(name: str, default: str) -> tuple[tuple[str, int], ...]:
+    """``premium:0,standard:60,free:300`` -> ((name, delay_seconds), ...)."""
+    tiers = []
+    for part in env.str(name, default=default).split(","):
+        label, _, delay = part.strip().partition(":")
+        if not label or not delay.isdigit():
+            raise ImproperlyConfigured(f"{name} must look like premium:0,standard:60,free:300 (got {part!r})")
+        tiers.append((label, int(delay)))
+    return tuple(tiers)
+
+
+DATA_DIR = Path(env.str("TP_DATA_DIR", default=str(BASE_DIR / "var")))
+
+# --- Django -------------------------------------------------------------------------------------------------------
+DEBUG = _bool("DJANGO_DEBUG", False)
+PRODUCTION = _bool("DJANGO_PRODUCTION", False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_PRODUCTION=1")
+    SECRET_KEY = "embedded-default-not-secret-" + "x" * 40
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "django_prometheus",
+    "apps.core",
+    "apps.ingestion",
+    "apps.analytics",
+    "apps.signals",
+    "apps.risk",
+    "apps.execution",
+    "apps.distribution",
+    "apps.commentary",
+    "apps.ops",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "tradingplatform.urls"
+WSGI_APPLICATION = "tradingplatform.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_database_url = _url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+if _database_url:
+    DATABASES = {"default": env.db_url_config(_database_url)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "tradingplatform.sqlite3"),
+            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+        }
+    }
+DATABASES["default"]["CONN_MAX_AGE"] = _int("DB_CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"].setdefault("TEST", {})
+DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+MARKET_TIME_ZONE = "America/New_York"
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _int("DJANGO_SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Trading platform API", "VERSION": "1"}
+
+# --- Redis and Celery -------------------------------------------------------------------------------------------------
+REDIS_URL = _url("REDIS_URL", ("redis", "rediss", "unix"))
+CELERY_BROKER_URL = _url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "memory")) or REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = _bool("TP_TASKS_EAGER", not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+CELERY_TASK_DEFAULT_QUEUE = "ops"
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_TIME_LIMIT = _int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = _int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+
+# --- The platform ---------------------------------------------------------------------------------------------------
+TRADING_MODE = _choice("TRADING_MODE", "paper", ("paper", "live"))
+BROKER = _choice("BROKER", "paper", ("paper", "ib"))
+TRACKED_TICKERS = _tickers("TRACKED_TICKERS", "SPY,QQQ,IWM")
+TP_CLOCK_OFFSET_SECONDS = _int("TP_CLOCK_OFFSET_SECONDS", 0)
+ACCOUNT_STARTING_CASH = _decimal("ACCOUNT_STARTING_CASH", "100000")
+PAPER_FILL_SPREAD_SHARE = _decimal("PAPER_FILL_SPREAD_SHARE", "1")
+if not Decimal("0") <= PAPER_FILL_SPREAD_SHARE <= Decimal("1"):
+    raise ImproperlyConfigured("PAPER_FILL_SPREAD_SHARE must be between 0 (mid) and 1 (far side of the spread)")
+
+UW_API_TOKEN = env.str("UW_API_TOKEN", default="")
+UW_API_URL = _url("UW_API_URL", ("http", "https")) or "https://api.unusualwhales.com"
+UW_WS_URL = _url("UW_WS_URL", ("ws", "wss")) or "wss://api.unusualwhales.com/socket"
+
+IB_HOST = env.str("IB_HOST", default="127.0.0.1")
+IB_PORT = _int("IB_PORT", 7497, minimum=1)
+IB_CLIENT_ID = _int("IB_CLIENT_ID", 1, minimum=0)
+
+DISTRIBUTION_TIERS = _tiers("DISTRIBUTION_TIERS", "premium:0,standard:60,free:300")
+DISCORD_WEBHOOK_URLS = {
+    name: _url(f"DISCORD_WEBHOOK_URL_{name.upper()}", ("http", "https")) for name, _ in DISTRIBUTION_TIERS
+}
+DISTRIBUTION_LATE_AFTER_SECONDS = _int("DISTRIBUTION_LATE_AFTER_SECONDS", 30, minimum=1)
+
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_BASE_URL = _url("TELEGRAM_BASE_URL", ("http", "https"))
+TELEGRAM_APPROVER_CHAT_ID = env.str("TELEGRAM_APPROVER_CHAT_ID", default="")
+TELEGRAM_APPROVER_USER_IDS = tuple(env.list("TELEGRAM_APPROVER_USER_IDS", default=[]))
+
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = _url("ANTHROPIC_BASE_URL", ("http", "https"))
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-4-5")
+
+# --- Logging ----------------------------------------------------------------------------------------------------------
+LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = _choice("LOG_FORMAT", "json", ("json", "console"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "apps.core.logging.CorrelationFilter"}},
+    "formatters": {
+        "json": {"()": "apps.core.logging.JsonFormatter"},
+        "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["correlation"],
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
