@@ -233,6 +233,7 @@ BROKER = _choice("BROKER", "paper", ("paper", "ib"))
 TRACKED_TICKERS = _tickers("TRACKED_TICKERS", "SPY,QQQ,IWM")
 TP_CLOCK_OFFSET_SECONDS = _int("TP_CLOCK_OFFSET_SECONDS", 0)
 ACCOUNT_STARTING_CASH = _decimal("ACCOUNT_STARTING_CASH", "100000")
+ANALYTICS_MIN_INTERVAL_SECONDS = _int("ANALYTICS_MIN_INTERVAL_SECONDS", 60, minimum=0)
 PAPER_FILL_SPREAD_SHARE = _decimal("PAPER_FILL_SPREAD_SHARE", "1")
 if not Decimal("0") <= PAPER_FILL_SPREAD_SHARE <= Decimal("1"):
     raise ImproperlyConfigured("PAPER_FILL_SPREAD_SHARE must be between 0 (mid) and 1 (far side of the spread)")
