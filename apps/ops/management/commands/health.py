@@ -1,0 +1,53 @@
+"""Print the platform's health: database, Redis, queue depths, the worker canary and the kill switch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, health_snapshot
+
+
+class Command(BaseCommand):
+    help = (
+        "Show database and Redis reachability, Redis memory, Celery queue depths, the ops canary's age and the kill "
+        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        snapshot = health_snapshot()
+        if options["json"]:
+            self.stdout.write(json.dumps(snapshot.as_dict(), sort_keys=True))
+        else:
+            self.stdout.write(self._text(snapshot))
+        if not snapshot.ok:
+            raise SystemExit(1)
+
+    def _text(self, snapshot: HealthSnapshot) -> str:
+        def state(ok: bool, error: str) -> str:
+            return "ok" if ok else f"UNREACHABLE ({error})"
+
+        lines = [
+            f"health at {snapshot.at}: {'OK' if snapshot.ok else 'FAILING'}",
+            f"  database     {state(snapshot.database_ok, snapshot.database_error)}",
+            f"  redis        {state(snapshot.redis_ok, snapshot.redis_error)}"
+            + (f", used_memory {snapshot.redis_used_memory} bytes" if snapshot.redis_used_memory is not None else ""),
+            f"  broker       {snapshot.broker}",
+        ]
+        if snapshot.queue_depths:
+            lines.append("  queues       " + ", ".join(f"{q}={n}" for q, n in snapshot.queue_depths.items()))
+        else:
+            lines.append("  queues       (depths are read only when the broker is Redis)")
+        if snapshot.canary_at is None:
+            lines.append("  canary       MISSING (no worker has run ops.canary yet; is beat running?)")
+        else:
+            verdict = f"STALE (older than {CANARY_STALE_AFTER_SECONDS} s)" if snapshot.canary_stale else "fresh"
+            lines.append(f"  canary       {verdict}: {snapshot.canary_age_seconds} s ago at {snapshot.canary_at}")
+        kill = {True: "ON (no new entries)", False: "off", None: "unknown"}[snapshot.kill_switch_on]
+        lines.append(f"  kill switch  {kill}")
+        return "\n".join(lines)

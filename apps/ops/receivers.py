@@ -1,0 +1,44 @@
+"""Celery signal receivers of the ops app (imported by ``OpsConfig.ready``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import task_failure, worker_process_init
+
+from apps.core import store
+from apps.ops import services
+
+logger = logging.getLogger(__name__)
+
+
+@task_failure.connect(dispatch_uid="ops.dead_letter_on_task_failure")
+def dead_letter_on_task_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """Record every failed task run as a DeadLetter row, so a failed link of a chain is visible and can be re-sent."""
+    task_name = getattr(sender, "name", None) or str(sender)
+    row = services.dead_letter_record(
+        task_name=task_name,
+        task_id=task_id or "",
+        args=args,
+        kwargs=kwargs,
+        exception=exception if exception is not None else "unknown failure",
+        traceback=str(einfo) if einfo is not None else "",
+    )
+    logger.error(
+        "task failed; dead letter recorded", extra={"task": task_name, "task_id": task_id, "dead_letter_id": row.pk}
+    )
+
+
+@worker_process_init.connect(dispatch_uid="ops.fresh_redis_client_in_worker_child")
+def fresh_redis_client_in_worker_child(**_: Any) -> None:
+    """A prefork child must not share the parent's Redis socket: two processes on one socket garble replies."""
+    store.reset_client()

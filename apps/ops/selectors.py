@@ -1,0 +1,124 @@
+"""Reads of the ops app: the health snapshot behind ``manage.py health``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from apps.core import clock, queues, store
+from apps.ops.services import CANARY_KEY
+
+KILL_SWITCH_KEY = "risk:kill_switch"
+# The canary runs every minute; three missed runs mean no worker consumes the ops queue (or beat is down).
+CANARY_STALE_AFTER_SECONDS = 180
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    at: str
+    database_ok: bool
+    database_error: str
+    redis_ok: bool
+    redis_error: str
+    redis_used_memory: int | None
+    broker: str
+    queue_depths: dict[str, int] = field(default_factory=dict)
+    canary_at: str | None = None
+    canary_age_seconds: float | None = None
+    canary_stale: bool = True
+    kill_switch_on: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Database and Redis reachable; a stale canary is reported but does not make the stores unreachable."""
+        return self.database_ok and self.redis_ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _database_check() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return False, f"{type(exc).__name__}: {exc}".strip()
+    return True, ""
+
+
+def _broker_kind(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else url
+
+
+def _queue_depths(broker_url: str) -> dict[str, int]:
+    """LLEN of each stage queue: with Redis as the broker (kombu), a queue is a list named after it."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for name in queues.ALL:
+            pipe.llen(name)
+        return dict(zip(queues.ALL, (int(n) for n in pipe.execute()), strict=True))
+    finally:
+        client.close()
+
+
+def health_snapshot() -> HealthSnapshot:
+    """Database, Redis, broker queue depths, the worker canary's age and the kill switch, each checked separately so
+    one unreachable store does not hide the state of the others."""
+    now = clock.now()
+    database_ok, database_error = _database_check()
+
+    redis_ok, redis_error, used_memory = False, "", None
+    canary_at = None
+    canary_age = None
+    kill_switch = None
+    client = store.get_redis()
+    try:
+        client.ping()
+        used_memory = int(client.info("memory").get("used_memory", 0))
+        canary_raw = client.get(CANARY_KEY)
+        kill_raw = client.get(KILL_SWITCH_KEY)
+        redis_ok = True
+    except redis.RedisError as exc:
+        redis_error = f"{type(exc).__name__}: {exc}"
+    else:
+        kill_switch = kill_raw == "1"
+        if canary_raw:
+            try:
+                stamp = datetime.fromisoformat(canary_raw)
+            except ValueError:
+                redis_error = f"{CANARY_KEY} holds {canary_raw!r}, not an ISO timestamp"
+            else:
+                canary_at = stamp.isoformat()
+                canary_age = round((now - stamp).total_seconds(), 3)
+
+    broker_url = settings.CELERY_BROKER_URL
+    broker = _broker_kind(broker_url)
+    depths: dict[str, int] = {}
+    if broker in ("redis", "rediss", "unix"):
+        try:
+            depths = _queue_depths(broker_url)
+        except redis.RedisError as exc:
+            redis_ok = False
+            redis_error = redis_error or f"broker: {type(exc).__name__}: {exc}"
+
+    return HealthSnapshot(
+        at=now.isoformat(),
+        database_ok=database_ok,
+        database_error=database_error,
+        redis_ok=redis_ok,
+        redis_error=redis_error,
+        redis_used_memory=used_memory,
+        broker=broker,
+        queue_depths=depths,
+        canary_at=canary_at,
+        canary_age_seconds=canary_age,
+        canary_stale=canary_age is None or canary_age > CANARY_STALE_AFTER_SECONDS,
+        kill_switch_on=kill_switch,
+    )

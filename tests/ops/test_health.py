@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from apps.core import clock, queues
+from apps.ops import tasks
+from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, health_snapshot
+from apps.ops.services import CANARY_KEY, audit_record
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("requires_real_services")]
+
+
+def test_the_canary_task_stamps_the_redis_key_with_the_clock(redis_store):
+    start = clock.now().replace(microsecond=0) - timedelta(days=3)
+    with clock.simulated(start):
+        tasks.canary.delay()
+
+    assert redis_store.get(CANARY_KEY) == start.isoformat()
+
+
+def test_snapshot_reports_real_postgres_and_redis_and_a_fresh_canary(redis_store):
+    tasks.canary.delay()
+
+    snapshot = health_snapshot()
+
+    assert snapshot.ok and snapshot.database_ok and snapshot.redis_ok
+    assert snapshot.redis_used_memory > 0
+    assert snapshot.broker == "redis"
+    assert snapshot.canary_age_seconds is not None and 0 <= snapshot.canary_age_seconds < 5
+    assert not snapshot.canary_stale
+    assert snapshot.kill_switch_on is False
+
+
+def test_snapshot_counts_messages_waiting_on_each_broker_queue(redis_store):
+    # kombu's Redis transport keeps a queue as a list named after it; two waiting messages on "risk".
+    redis_store.lpush("risk", "{}", "{}")
+
+    depths = health_snapshot().queue_depths
+
+    assert depths["risk"] == 2
+    assert set(depths) == set(queues.ALL)
+
+
+def test_an_old_canary_is_reported_stale(redis_store):
+    redis_store.set(CANARY_KEY, (clock.now() - timedelta(seconds=CANARY_STALE_AFTER_SECONDS + 5)).isoformat())
+
+    snapshot = health_snapshot()
+
+    assert snapshot.canary_stale
+    assert snapshot.canary_age_seconds > CANARY_STALE_AFTER_SECONDS
+
+
+def test_a_missing_canary_is_stale_and_the_kill_switch_state_is_read(redis_store):
+    redis_store.set("risk:kill_switch", "1")
+
+    snapshot = health_snapshot()
+
+    assert snapshot.canary_at is None and snapshot.canary_stale
+    assert snapshot.kill_switch_on is True
+
+
+def test_an_unreachable_redis_fails_the_snapshot_without_hiding_the_database(settings):
+    from apps.core import store
+
+    # Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    store.reset_client()
+
+    snapshot = health_snapshot()
+
+    assert not snapshot.ok
+    assert snapshot.database_ok
+    assert not snapshot.redis_ok and "ConnectionError" in snapshot.redis_error
+    assert snapshot.kill_switch_on is None
+
+
+def test_the_health_command_prints_json(redis_store):
+    tasks.canary.delay()
+    out = StringIO()
+
+    call_command("health", "--json", stdout=out)
+
+    data = json.loads(out.getvalue())
+    assert data["ok"] is True
+    assert data["queue_depths"]["ops"] == 0
+    assert data["canary_stale"] is False
+
+
+def test_the_health_command_prints_text_and_exits_1_when_redis_is_down(settings):
+    from apps.core import store
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    store.reset_client()
+    out = StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("health", stdout=out)
+
+    assert exited.value.code == 1
+    assert "redis        UNREACHABLE" in out.getvalue()
+    assert "database     ok" in out.getvalue()
+
+
+def test_audit_entries_are_stamped_with_the_platform_clock():
+    at = clock.now().replace(microsecond=0) - timedelta(hours=5)
+    with clock.simulated(at):
+        entry = audit_record(actor="alice", action="kill_switch.on", target="risk", detail={"reason": "drill"})
+
+    entry.refresh_from_db()
+    assert (entry.actor, entry.action, entry.target, entry.detail, entry.at) == (
+        "alice",
+        "kill_switch.on",
+        "risk",
+        {"reason": "drill"},
+        at,
+    )
