@@ -1,0 +1,1 @@
+"""Discord webhooks: the transport (the ``discord-webhook`` client) and the message format (embeds within limits)."""

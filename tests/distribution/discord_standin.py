@@ -1,0 +1,170 @@
+"""A local stand-in for Discord's webhook endpoint, on loopback, for the real ``discord-webhook`` client.
+
+It records every request, validates payloads against Discord's documented limits (answering 400 like Discord when
+they are exceeded), answers ``?wait=true`` with the created message, and can be scripted to answer 429 (with a
+``Retry-After`` header or only a body ``retry_after``), 404 or 500, and to respond slowly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Recorded:
+    path: str
+    query: dict[str, list[str]]
+    body: dict[str, Any]
+    status: int
+    message_id: str = ""
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def limit_violations(payload: dict[str, Any]) -> list[str]:
+    """What Discord would refuse in ``payload`` (empty when it is acceptable)."""
+    problems = []
+    if len(payload.get("content") or "") > 2000:
+        problems.append("content > 2000")
+    embeds = payload.get("embeds") or []
+    if len(embeds) > 10:
+        problems.append("more than 10 embeds")
+    total = 0
+    for embed in embeds:
+        title, description = embed.get("title") or "", embed.get("description") or ""
+        footer = (embed.get("footer") or {}).get("text") or ""
+        fields = embed.get("fields") or []
+        if len(title) > 256:
+            problems.append("title > 256")
+        if len(description) > 4096:
+            problems.append("description > 4096")
+        if len(fields) > 25:
+            problems.append("more than 25 fields")
+        for f in fields:
+            if len(f.get("name") or "") > 256 or len(f.get("value") or "") > 1024:
+                problems.append("field too long")
+            if not f.get("name") or not f.get("value"):
+                problems.append("empty field")
+        total += len(title) + len(description) + len(footer)
+        total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in fields)
+    if total > 6000:
+        problems.append("embeds total > 6000")
+    if not payload.get("content") and not embeds:
+        problems.append("empty message")
+    return problems
+
+
+class DiscordStandin:
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._scripts: dict[str, deque[Scripted]] = {}
+        self._gone: set[str] = set()
+        self.delay_seconds = 0.0
+        self._ids = itertools.count(1_300_000_000_000_000_000)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    # -- control -------------------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def url(self, webhook: str) -> str:
+        return f"http://127.0.0.1:{self.port}/api/webhooks/{webhook}"
+
+    def start(self) -> DiscordStandin:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, webhook: str, *responses: Scripted) -> None:
+        """The next requests to ``webhook`` get these answers, in order; then normal service resumes."""
+        with self._lock:
+            self._scripts.setdefault(f"/api/webhooks/{webhook}", deque()).extend(responses)
+
+    def gone(self, webhook: str) -> None:
+        """The webhook was deleted: Discord answers 404 Unknown Webhook from now on."""
+        self._gone.add(f"/api/webhooks/{webhook}")
+
+    def delivered(self, webhook: str | None = None) -> list[Recorded]:
+        """Requests that created a message (2xx), optionally to one webhook."""
+        return [
+            r
+            for r in self.requests
+            if 200 <= r.status < 300 and (webhook is None or r.path == f"/api/webhooks/{webhook}")
+        ]
+
+    def requests_to(self, webhook: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == f"/api/webhooks/{webhook}"]
+
+    # -- the server ----------------------------------------------------------------------------------------------
+    def _answer(self, path: str, payload: dict[str, Any]) -> tuple[Scripted, str]:
+        with self._lock:
+            queue = self._scripts.get(path)
+            if queue:
+                return queue.popleft(), ""
+        if path in self._gone:
+            return Scripted(404, {"message": "Unknown Webhook", "code": 10015}), ""
+        problems = limit_violations(payload)
+        if problems:
+            return Scripted(400, {"message": "Invalid Form Body", "code": 50035, "errors": problems}), ""
+        message_id = str(next(self._ids))
+        body = {"id": message_id, "type": 0, "channel_id": "1", "content": payload.get("content", "")}
+        body["embeds"] = payload.get("embeds", [])
+        return Scripted(200, body, {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4"}), message_id
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    payload = json.loads(raw or b"{}")
+                except ValueError:
+                    payload = {}
+                if standin.delay_seconds:
+                    time.sleep(standin.delay_seconds)
+                answer, message_id = standin._answer(parts.path, payload)
+                with standin._lock:
+                    standin.requests.append(
+                        Recorded(parts.path, parse_qs(parts.query), payload, answer.status, message_id)
+                    )
+                data = (
+                    b""
+                    if answer.body is None
+                    else (answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode())
+                )
+                self.send_response(answer.status)
+                content_type = "application/json" if not isinstance(answer.body, bytes) else "text/html"
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+                return
+
+        return Handler
