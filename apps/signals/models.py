@@ -66,3 +66,23 @@ class Signal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_strategy_display()} {self.direction} {self.option_symbol}"
+
+
+class StrategyConfig(models.Model):
+    """One version of a strategy's parameters.  Rows are never edited: a change is a new version, so every signal
+    names (``Signal.strategy_version``) the exact parameters that produced it."""
+
+    strategy = models.CharField(max_length=16, choices=Strategy.choices)
+    version = models.PositiveIntegerField()
+    parameters = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "signals_strategy_configs"
+        constraints = [models.UniqueConstraint(fields=["strategy", "version"], name="strategy_config_version_unique")]
+        ordering = ["strategy", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.get_strategy_display()} v{self.version}"
