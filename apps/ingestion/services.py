@@ -1,0 +1,372 @@
+"""Ingestion writes: socket lines in, normalized rows, the raw archive, the quarantine and the Redis keys out."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from celery import Task, current_app
+from django.conf import settings
+from django.db import connection, models, transaction
+
+from apps.core import clock
+from apps.core.events import dumps
+from apps.core.pipeline import enqueue_after_commit
+from apps.ingestion import redis_keys
+from apps.ingestion.models import FlowAlert, GexSnapshot, NewsItem, OptionTrade, PriceTick, QuarantinedFrame, RawFrame
+from apps.ingestion.uw.lines import ParsedLine, digest, line_bytes, parse_line, storable_text
+from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKind, normalize_frame
+
+logger = logging.getLogger(__name__)
+
+NEXT_STAGE_TASK = "analytics.update_ticker"
+# Rows per multi-row INSERT: well under SQLite's 32766 bound variables and PostgreSQL's 65535 parameters.
+INSERT_CHUNK = 500
+
+
+@dataclass
+class IngestResult:
+    """The account of one call: every line is exactly one of accepted, duplicate or quarantined."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    by_channel: dict[str, int] = field(default_factory=dict)  # full channel name -> accepted frames
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)  # RejectKind value -> lines
+    tickers: set[str] = field(default_factory=set)  # underlyings whose market data changed
+    as_of: dict[str, datetime] = field(default_factory=dict)  # ticker -> latest received_at of its frames
+    rows: dict[str, int] = field(default_factory=dict)  # table -> normalized rows offered (existing ones ignored)
+    first_received_at: datetime | None = None
+    last_received_at: datetime | None = None
+    enqueued: list[str] = field(default_factory=list)  # tickers handed to analytics
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.duplicates + self.quarantined
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly form (task results, logs, the replay's progress line)."""
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "by_channel": dict(self.by_channel),
+            "quarantine_reasons": dict(self.quarantine_reasons),
+            "tickers": sorted(self.tickers),
+            "rows": dict(self.rows),
+            "first_received_at": self.first_received_at.isoformat() if self.first_received_at else None,
+            "last_received_at": self.last_received_at.isoformat() if self.last_received_at else None,
+        }
+
+    def _saw(self, received_at: datetime) -> None:
+        if self.first_received_at is None or received_at < self.first_received_at:
+            self.first_received_at = received_at
+        if self.last_received_at is None or received_at > self.last_received_at:
+            self.last_received_at = received_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    line_hash: str
+    raw: str
+    kind: RejectKind
+    reason: str
+    channel: str
+    received_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    line: ParsedLine
+    normalized: Normalized
+
+
+def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
+    """Archive, normalize and persist a batch of socket lines; publish the latest values; hand tickers to analytics.
+
+    Guarantees: ``accepted + duplicates + quarantined == len(lines)`` for any input; one database transaction; a
+    frame already archived (or repeated in the batch) adds nothing, so re-ingesting the same lines is a no-op; Redis
+    "latest" keys never move back in time; ``analytics.update_ticker`` is enqueued after commit, once per ticker
+    whose market data arrived in this batch, with that ticker's latest ``received_at``.
+    """
+    result = IngestResult()
+    source = source[: RawFrame._meta.get_field("source").max_length]
+    rejected: list[_Rejected] = []
+    # Lines grouped by frame hash, in arrival order: the first line of a new, valid frame is the accepted one.
+    candidates: dict[str, list[tuple[ParsedLine, object]]] = {}
+
+    for line in lines:
+        try:
+            parsed = parse_line(line)
+        except NormalizationError as exc:
+            rejected.append(_reject(line, exc, channel=exc.channel, received_at=exc.received_at))
+            continue
+        result._saw(parsed.received_at)
+        candidates.setdefault(parsed.frame_hash, []).append((parsed, line))
+
+    archived = set(
+        RawFrame.objects.filter(frame_hash__in=list(candidates)).values_list("frame_hash", flat=True)
+        if candidates
+        else ()
+    )
+    fresh: list[_Accepted] = []
+    for frame_hash, group in candidates.items():
+        if frame_hash in archived:
+            result.duplicates += len(group)
+            continue
+        parsed = group[0][0]
+        try:
+            normalized = normalize_frame(parsed.channel, parsed.payload)
+        except NormalizationError as exc:
+            # Every line carrying an unusable frame is quarantined: none of them was archived before.
+            rejected.extend(_reject(line, exc, parsed.channel.name, each.received_at) for each, line in group)
+            continue
+        result.duplicates += len(group) - 1
+        fresh.append(_Accepted(line=parsed, normalized=normalized))
+
+    with transaction.atomic():
+        raw_ids = _archive(fresh, source=source)
+        # A frame another worker archived between our look-up and our insert is that worker's: a duplicate here.
+        inserted = [item for item in fresh if item.line.frame_hash in raw_ids]
+        result.duplicates += len(fresh) - len(inserted)
+        result.accepted = len(inserted)
+        updates = _persist_rows(inserted, raw_ids, result)
+        _quarantine(rejected, source=source)
+        result.quarantined = len(rejected)
+        result.quarantine_reasons = dict(Counter(item.kind.value for item in rejected))
+        # Inside the transaction on purpose: if Redis is down the rows roll back and a retry redoes the whole batch,
+        # instead of finding every frame "already archived" and never publishing it.
+        redis_keys.latest_publish(updates=updates)
+        _enqueue_analytics(result)
+
+    if result.quarantined:
+        logger.warning(
+            "ingestion quarantined %d of %d lines from %s: %s",
+            result.quarantined,
+            len(lines),
+            source,
+            result.quarantine_reasons,
+        )
+    return result
+
+
+def _reject(line: object, exc: NormalizationError, channel: str, received_at: datetime | None) -> _Rejected:
+    return _Rejected(
+        line_hash=digest(line_bytes(line)),
+        raw=storable_text(line),
+        kind=exc.kind,
+        reason=exc.reason,
+        channel=channel[:64],
+        received_at=received_at,
+    )
+
+
+def _archive(frames: list[_Accepted], *, source: str) -> dict[str, int]:
+    """Insert the raw frames; return frame hash -> id for the rows this call inserted (conflicts are not ours).
+
+    A multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL, SQLite >= 3.35) tells exactly which
+    frames are new even when another worker archives the same frames concurrently.
+    """
+    if not frames:
+        return {}
+    opts = RawFrame._meta
+    columns = ("frame_hash", "channel", "received_at", "payload", "source", "stored_at")
+    db_fields = [opts.get_field(name) for name in columns]
+    stored_at = clock.now()
+    quote = connection.ops.quote_name
+    inserted: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(frames), INSERT_CHUNK):
+            chunk = frames[start : start + INSERT_CHUNK]
+            params: list[Any] = []
+            for item in chunk:
+                values = (
+                    item.line.frame_hash,
+                    item.line.channel.name,
+                    item.line.received_at,
+                    item.line.payload,
+                    source,
+                    stored_at,
+                )
+                params.extend(f.get_db_prep_value(v, connection) for f, v in zip(db_fields, values, strict=True))
+            row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            # Only quoted column names and placeholders are formatted in; every value is a bound parameter.
+            sql = (
+                f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
+                f"VALUES {', '.join([row] * len(chunk))} "
+                f"ON CONFLICT ({quote('frame_hash')}) DO NOTHING RETURNING {quote('id')}, {quote('frame_hash')}"
+            )
+            cursor.execute(sql, params)
+            inserted.update((frame_hash, pk) for pk, frame_hash in cursor.fetchall())
+    return inserted
+
+
+def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: IngestResult) -> redis_keys.LatestUpdates:
+    """Bulk-insert the normalized rows of newly archived frames and collect what they change in Redis."""
+    by_model: dict[type[models.Model], list[models.Model]] = defaultdict(list)
+    updates = redis_keys.LatestUpdates()
+    alerts: list[FlowAlert] = []
+    by_channel: Counter[str] = Counter()
+    for item in inserted:
+        by_channel[item.line.channel.name] += 1
+        normalized = item.normalized
+        if normalized.ticker is not None:
+            result.tickers.add(normalized.ticker)
+            previous = result.as_of.get(normalized.ticker)
+            if previous is None or item.line.received_at > previous:
+                result.as_of[normalized.ticker] = item.line.received_at
+        record = normalized.record
+        if record is None:
+            continue
+        if isinstance(record, FlowAlert):
+            record.raw_frame_id = raw_ids[item.line.frame_hash]
+            alerts.append(record)
+        else:
+            _collect_latest(record, updates)
+        by_model[type(record)].append(record)
+    result.by_channel = dict(by_channel)
+
+    if alerts:
+        # Publish an alert once per UW id, even if the feed resends it with different bytes.
+        ids = [alert.uw_id for alert in alerts]
+        known = set(FlowAlert.objects.filter(uw_id__in=ids).values_list("uw_id", flat=True))
+        for alert in alerts:
+            if alert.uw_id not in known:
+                known.add(alert.uw_id)
+                updates.add_flow_alert(redis_keys.epoch_ms(alert.executed_at), flow_alert_json(alert))
+
+    for model, records in by_model.items():
+        model.objects.bulk_create(records, batch_size=INSERT_CHUNK, ignore_conflicts=True)
+        result.rows[model._meta.db_table] = len(records)
+    return updates
+
+
+def _text(value: Decimal | int | None) -> str:
+    """Redis hash values are strings; an absent value is an empty string, never the text "None"."""
+    if value is None:
+        return ""
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def _collect_latest(record: models.Model, updates: redis_keys.LatestUpdates) -> None:
+    if isinstance(record, OptionTrade):
+        ts_ms = redis_keys.epoch_ms(record.executed_at)
+        updates.offer_hash(
+            redis_keys.latest_quote_key(record.option_symbol),
+            ts_ms,
+            {
+                "bid": _text(record.nbbo_bid),
+                "ask": _text(record.nbbo_ask),
+                "last": _text(record.price),
+                "size": _text(record.size),
+                "underlying_price": _text(record.underlying_price),
+                "iv": _text(record.implied_volatility),
+                "delta": _text(record.delta),
+                "ticker": record.ticker,
+                "trade_id": record.uw_id,
+                "ts": record.executed_at.isoformat(),
+            },
+        )
+    elif isinstance(record, PriceTick):
+        ts_ms = redis_keys.epoch_ms(record.ts)
+        close = _text(record.close)
+        updates.offer_hash(
+            redis_keys.latest_price_key(record.ticker),
+            ts_ms,
+            {"close": close, "volume": _text(record.volume), "ts": record.ts.isoformat()},
+        )
+        updates.add_price_tick(record.ticker, ts_ms, close)
+    elif isinstance(record, GexSnapshot):
+        fields = {name: _text(getattr(record, name)) for name in GEX_COLUMNS}
+        fields.update(price=_text(record.price), ts=record.ts.isoformat())
+        updates.offer_hash(redis_keys.latest_gex_key(record.ticker), redis_keys.epoch_ms(record.ts), fields)
+    elif isinstance(record, NewsItem):
+        updates.offer_hash(
+            redis_keys.LATEST_NEWS,
+            redis_keys.epoch_ms(record.published_at),
+            {
+                "headline": record.headline,
+                "source": record.source,
+                "tickers": dumps(record.tickers).decode(),
+                "is_major": "1" if record.is_major else "0",
+                "ts": record.published_at.isoformat(),
+            },
+        )
+
+
+GEX_COLUMNS = tuple(
+    f"{greek}_{basis}" for greek in ("gamma", "delta", "charm", "vanna") for basis in ("oi", "vol", "dir")
+)
+
+
+def flow_alert_json(alert: FlowAlert) -> str:
+    """The ``uw:flow_alerts`` entry: canonical JSON (sorted keys, decimals as strings), so equal alerts are equal."""
+    return dumps(
+        {
+            "id": alert.uw_id,
+            "rule_name": alert.rule_name,
+            "ticker": alert.ticker,
+            "option_symbol": alert.option_symbol,
+            "expiry": alert.expiry.isoformat(),
+            "right": alert.right,
+            "strike": _text(alert.strike),
+            "underlying_price": _text(alert.underlying_price),
+            "price": _text(alert.price),
+            "bid": _text(alert.bid),
+            "ask": _text(alert.ask),
+            "volume": alert.volume,
+            "open_interest": alert.open_interest,
+            "volume_oi_ratio": _text(alert.volume_oi_ratio),
+            "total_size": alert.total_size,
+            "total_premium": _text(alert.total_premium),
+            "total_ask_side_prem": _text(alert.total_ask_side_prem),
+            "total_bid_side_prem": _text(alert.total_bid_side_prem),
+            "has_sweep": alert.has_sweep,
+            "has_floor": alert.has_floor,
+            "has_multileg": alert.has_multileg,
+            "all_opening_trades": alert.all_opening_trades,
+            "trade_count": alert.trade_count,
+            "executed_at": alert.executed_at.isoformat(),
+        }
+    ).decode()
+
+
+def _quarantine(rejected: Iterable[_Rejected], *, source: str) -> None:
+    rows = {
+        item.line_hash: QuarantinedFrame(
+            line_hash=item.line_hash,
+            channel=item.channel,
+            received_at=item.received_at,
+            raw=item.raw,
+            reason=item.reason,
+            source=source,
+        )
+        for item in rejected
+    }
+    if rows:
+        QuarantinedFrame.objects.bulk_create(list(rows.values()), batch_size=INSERT_CHUNK, ignore_conflicts=True)
+
+
+def analytics_task() -> Task | None:
+    """The next stage's task, looked up by its contract name (the analytics app registers it)."""
+    return current_app.tasks.get(NEXT_STAGE_TASK)
+
+
+def _enqueue_analytics(result: IngestResult) -> None:
+    tracked = set(settings.TRACKED_TICKERS)
+    # The feed is market-wide (flow alerts, untargeted option trades); only the tickers we trade are analysed.
+    tickers = sorted(ticker for ticker in result.as_of if ticker in tracked)
+    if not tickers:
+        return
+    task = analytics_task()
+    if task is None:
+        logger.warning("%s is not registered; analytics not triggered for %s", NEXT_STAGE_TASK, ", ".join(tickers))
+        return
+    for ticker in tickers:
+        enqueue_after_commit(task, ticker, result.as_of[ticker].isoformat())
+        result.enqueued.append(ticker)

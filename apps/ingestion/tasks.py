@@ -1,0 +1,34 @@
+"""Ingestion's Celery task: a batch of socket lines in, the next stage enqueued after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.ingestion.services import ingest_lines
+
+# Transient: the database or Redis went away, or "latest" keys kept changing under concurrent writers.
+TRANSIENT = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.WatchError)
+
+
+@shared_task(
+    name="ingestion.ingest_batch",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def ingest_batch(lines: list[str], source: str = "uw_ws") -> dict[str, Any]:
+    """Ingest one batch of socket lines (``{"received_at", "frame"}`` JSON each).
+
+    Running it twice is safe: every frame is archived once under the hash of its bytes, so a redelivered batch finds
+    its frames already archived and counts them as duplicates; normalized rows sit behind unique natural keys;
+    "latest" Redis keys only move forward in market time; and the whole batch is one transaction, so a failure
+    part-way leaves nothing behind for the retry to trip over.
+    """
+    return ingest_lines(lines=lines, source=source).summary()
