@@ -13,11 +13,17 @@ from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, healt
 class Command(BaseCommand):
     help = (
         "Show database and Redis reachability, Redis memory, Celery queue depths, the ops canary's age and the kill "
-        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck)."
+        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck), and "
+        "with --require-fresh-canary also when the canary is stale."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+        parser.add_argument(
+            "--require-fresh-canary",
+            action="store_true",
+            help="also exit with status 1 when the ops canary is missing or stale (beat or the workers stopped)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         snapshot = health_snapshot()
@@ -25,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(snapshot.as_dict(), sort_keys=True))
         else:
             self.stdout.write(self._text(snapshot))
-        if not snapshot.ok:
+        if not snapshot.ok or (options["require_fresh_canary"] and snapshot.canary_stale):
             raise SystemExit(1)
 
     def _text(self, snapshot: HealthSnapshot) -> str:
