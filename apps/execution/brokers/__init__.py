@@ -1,0 +1,20 @@
+"""Broker adapters behind one interface (``base.Broker``); ``get_broker()`` picks the one ``settings.BROKER`` names."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.execution.brokers.base import Broker
+
+
+def get_broker() -> Broker:
+    if settings.BROKER == "paper":
+        from apps.execution.brokers.paper import PaperBroker
+
+        return PaperBroker()
+    if settings.BROKER == "ib":
+        raise ImproperlyConfigured(
+            "BROKER=ib: the Interactive Brokers adapter is not part of this build yet; set BROKER=paper"
+        )
+    raise ImproperlyConfigured(f"BROKER={settings.BROKER!r} is not a known broker (paper, ib)")
