@@ -1,0 +1,1 @@
+"""Anthropic's Messages API through the official ``anthropic`` SDK: the transport and the price list."""

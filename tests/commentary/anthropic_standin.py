@@ -1,0 +1,117 @@
+"""A local stand-in for Anthropic's Messages API (``POST /v1/messages``), on loopback, for the real ``anthropic`` SDK.
+
+It records every request (headers and body), answers with a valid Messages response including ``usage``, and can be
+scripted to answer errors (529 overloaded, 500, 401...) with Anthropic's error body.  Error answers carry
+``retry-after-ms`` so the SDK's retries are quick in tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    status: int
+
+
+class AnthropicStandin:
+    def __init__(self, *, text: str = "SPY closed green.", input_tokens: int = 1200, output_tokens: int = 350):
+        self.text = text
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.model = "claude-haiku-4-5-20251001"
+        self.requests: list[Request] = []
+        self._errors: deque[int] = deque()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> AnthropicStandin:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail(self, *statuses: int) -> None:
+        """The next requests get these error statuses, in order; then normal answers resume."""
+        with self._lock:
+            self._errors.extend(statuses)
+
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            status = self._errors.popleft() if self._errors else 200
+        if status != 200:
+            error = {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": "stand-in"}}
+            return status, error, {"retry-after-ms": "10", "x-should-retry": "true" if status >= 500 else "false"}
+        if not body.get("messages") or not body.get("max_tokens") or not body.get("model"):
+            error = {"type": "error", "error": {"type": "invalid_request_error", "message": "missing field"}}
+            return 400, error, {}
+        message = {
+            "id": f"msg_standin_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [{"type": "text", "text": self.text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+        }
+        return 200, message, {"request-id": f"req_{next(self._ids)}"}
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b"{}"
+                body = json.loads(raw or b"{}")
+                if self.path.split("?")[0] != "/v1/messages":
+                    status, answer, headers = 404, {"type": "error", "error": {"type": "not_found_error"}}, {}
+                else:
+                    status, answer, headers = standin._answer(body)
+                with standin._lock:
+                    headers_seen = {k.lower(): v for k, v in self.headers.items()}
+                    standin.requests.append(Request(self.path, headers_seen, body, status))
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+                return
+
+        return Handler
