@@ -38,8 +38,15 @@ test: lint
 	  (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 || echo "docker-compose unavailable"; }
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TP_TASKS_EAGER=1 $(BIN)/pytest
 
-bench-pipeline: $(VENV)/.dev-installed
-	$(BIN)/python manage.py bench pipeline --json var/bench-pipeline.json
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tp_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/10
+
+# The pipeline benchmark wipes its own scratch database (tp_bench) and Redis db (10), never the test or run ones.
+bench-pipeline: $(VENV)/.prod-installed
+	@psql "$(dir $(BENCH_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(BENCH_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
+	  $(BIN)/python manage.py bench pipeline --scratch --json var/bench-pipeline.json
 
 clean:
 	rm -rf var/tradingplatform.sqlite3* var/sessions

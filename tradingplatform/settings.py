@@ -280,5 +280,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per task at INFO floods the replay and the workers' logs; failures still log at ERROR.
+        "celery.app.trace": {
+            "level": _choice("CELERY_TRACE_LOG_LEVEL", "warning", ("debug", "info", "warning", "error")).upper()
+        },
+    },
 }

@@ -1,7 +1,20 @@
-from django.apps import AppConfig
+import importlib
+
+from django.apps import AppConfig, apps
 
 
 class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        # Register every app's tasks in every process (management commands and the replay included), not only in
+        # workers, so a task looked up by its dotted name is always found. All models are loaded by now.
+        for config in apps.get_app_configs():
+            if config.name.startswith("apps."):
+                try:
+                    importlib.import_module(f"{config.name}.tasks")
+                except ModuleNotFoundError as exc:
+                    if exc.name != f"{config.name}.tasks":
+                        raise
