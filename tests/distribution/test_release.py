@@ -256,7 +256,8 @@ def test_release_due_task_runs_the_sweep(discord, webhooks):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_sweeps_never_send_a_post_twice(discord, webhooks):
+def test_two_concurrent_sweeps_never_send_a_post_twice(requires_real_services, discord, webhooks):
+    """Needs PostgreSQL: SQLite's in-memory test database locks whole tables across threads."""
     for trade_id in range(1, 6):
         schedule_trade("entry", trade_like(trade_id))
     discord.delay_seconds = 0.05
