@@ -116,6 +116,7 @@ class Chain:
         self._open_interest: dict[str, int] = {}
         self._daily_volume: dict[str, float] = {}
         self._alert_fills: dict[str, tuple[list[int], list[int]]] = {}
+        self._sets: dict[int, tuple[list[Contract], list[Contract]]] = {}
 
     # --- the underlying -------------------------------------------------------------------------------------------
     def spot(self, ms: int) -> float:
@@ -130,23 +131,29 @@ class Chain:
         return Contract(self.ticker, bucket, self.expiries[bucket], is_call, strike)
 
     def core(self, ms: int) -> list[Contract]:
-        atm = self.atm_strike(ms)
-        contracts = []
-        for bucket, (call_offsets, put_offsets) in CORE_OFFSETS.items():
-            contracts.extend(self.contract(bucket, True, atm + k) for k in call_offsets)
-            contracts.extend(self.contract(bucket, False, atm + k) for k in put_offsets)
-        return contracts
+        return self._strike_sets(self.atm_strike(ms))[0]
 
     def wings(self, ms: int) -> list[Contract]:
-        atm = self.atm_strike(ms)
-        core = set(self.core(ms))
-        return [  # every strike of the chain, both rights, that is not in the every-minute set
-            c
-            for bucket in BUCKETS
-            for k in range(-WING_STRIKES, WING_STRIKES + 1)
-            for is_call in (True, False)
-            if (c := self.contract(bucket, is_call, atm + k)) not in core
-        ]
+        return self._strike_sets(self.atm_strike(ms))[1]
+
+    def _strike_sets(self, atm: int) -> tuple[list[Contract], list[Contract]]:
+        """The every-minute set and the rest of the +-6 strike chain around ``atm`` (cached: asked every minute)."""
+        cached = self._sets.get(atm)
+        if cached is None:
+            core = []
+            for bucket, (call_offsets, put_offsets) in CORE_OFFSETS.items():
+                core.extend(self.contract(bucket, True, atm + k) for k in call_offsets)
+                core.extend(self.contract(bucket, False, atm + k) for k in put_offsets)
+            members = set(core)
+            wings = [
+                c
+                for bucket in BUCKETS
+                for k in range(-WING_STRIKES, WING_STRIKES + 1)
+                for is_call in (True, False)
+                if (c := self.contract(bucket, is_call, atm + k)) not in members
+            ]
+            cached = self._sets[atm] = (core, wings)
+        return cached
 
     # --- pricing --------------------------------------------------------------------------------------------------
     def years_to_expiry(self, bucket: str, ms: int) -> float:

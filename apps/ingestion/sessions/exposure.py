@@ -74,7 +74,7 @@ class GammaProfile:
         for strike in range(atm - 20, atm + 21):
             weight = math.exp(-(((strike - spot) / width) ** 2))
             gamma_oi += (self.call_gamma(strike, ms) + self.put_gamma(strike, ms)) * weight
-        gamma_oi *= 8.0  # the whole chain, not only the strikes near spot
+        gamma_oi *= 40.0  # every expiry of the chain, not only the strikes near spot
         share = max(self.chain.clock.activity_share(ms), 0.02)
         gamma_vol = gamma_oi * (0.6 + share) * rng.uniform(0.9, 1.2)
         gamma_dir = -abs(gamma_vol) * (0.3 * bullishness + rng.uniform(-0.25, 0.25))

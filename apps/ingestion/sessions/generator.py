@@ -8,8 +8,10 @@ clean lines.
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import io
+import itertools
 import math
 import random
 from collections import Counter
@@ -58,7 +60,10 @@ REQUIRED_FIELDS = {
     "news": ("headline", "timestamp"),
 }
 SIZES = (1, 2, 3, 4, 5, 10, 15, 20, 25, 50, 100, 200)
-SIZE_WEIGHTS = (30, 16, 10, 6, 10, 9, 4, 5, 3, 4, 2, 1)
+SIZE_CUM_WEIGHTS = tuple(itertools.accumulate((30, 16, 10, 6, 10, 9, 4, 5, 3, 4, 2, 1)))
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class NotATradingDay(ValueError):
@@ -262,7 +267,7 @@ class _TickerDay:
                 payload = chain.trade_payload(
                     contract=contract,
                     ms=ms,
-                    size=rng.choices(SIZES, weights=SIZE_WEIGHTS)[0],
+                    size=rng.choices(SIZES, cum_weights=SIZE_CUM_WEIGHTS)[0],
                     side=side,
                     rng=rng,
                     created_delay_ms=delay,
@@ -319,6 +324,29 @@ def _noise_lines(*, clean: list[tuple[int, Frame]], fraction: float, rng: random
     return lines
 
 
+@functools.lru_cache(maxsize=4)
+def _market_day(day: date, seed: int) -> tuple[DayClock, list[Regime], list[float], float]:
+    """The clock, regimes and market factor of (day, seed): shared by every ticker, cached for repeated builds."""
+    session = calendar.session_for(day)
+    if session is None:
+        raise NotATradingDay(f"{day} is not a trading day (weekend or NYSE holiday)")
+    clock = DayClock(day, _ms(session.open), _ms(session.close), _ms(session.options_close))
+    rng = random.Random(f"{day}|{seed}|market")
+    daily_vol = rng.uniform(0.006, 0.013)
+    regimes = plan_regimes(rng=rng, clock=clock)
+    return clock, regimes, market_shocks(rng=rng, clock=clock, regimes=regimes, daily_vol=daily_vol), daily_vol
+
+
+@functools.lru_cache(maxsize=12)
+def _ticker_day(day: date, seed: int, ticker: str) -> _TickerDay:
+    """One ticker's planned day.  Rendering it is pure (a random stream per minute), so a cached plan serves every
+    window of the same day: tests and benchmarks that cut several windows pay for the plan once."""
+    clock, regimes, market, daily_vol = _market_day(day, seed)
+    return _TickerDay(
+        ticker=ticker, key=f"{day}|{seed}|{ticker}", clock=clock, regimes=regimes, market=market, daily_vol=daily_vol
+    )
+
+
 def build_session(
     day: date,
     seed: int,
@@ -327,8 +355,12 @@ def build_session(
     noise: float = DEFAULT_NOISE,
     start: time | None = None,
     end: time | None = None,
+    progress: Progress | None = None,
 ) -> Session:
-    """Generate the session of ``day`` (optionally only ``start``-``end`` New York time) in received order."""
+    """Generate the session of ``day`` (optionally only ``start``-``end`` New York time) in received order.
+
+    ``progress`` hears ``("generate", tickers done, tickers)`` as each underlying is rendered.
+    """
     tickers = tuple(t.strip().upper() for t in tickers if t.strip())
     if not tickers:
         raise ValueError("at least one ticker is needed")
@@ -341,28 +373,19 @@ def build_session(
     if session is None:
         raise NotATradingDay(f"{day} is not a trading day (weekend or NYSE holiday)")
     start_ms, end_ms = _window(day, session, start, end)
-    clock = DayClock(day, _ms(session.open), _ms(session.close), _ms(session.options_close))
-    market_rng = random.Random(f"{day}|{seed}|market")
-    daily_vol = market_rng.uniform(0.006, 0.013)
-    regimes = plan_regimes(rng=market_rng, clock=clock)
-    market = market_shocks(rng=market_rng, clock=clock, regimes=regimes, daily_vol=daily_vol)
+    clock, regimes, _, _ = _market_day(day, seed)
 
     acks = ["flow-alerts", "news"]
     timed: list[TimedFrame] = []
-    for ticker in tickers:
+    for done, ticker in enumerate(tickers, start=1):
         acks += [f"{name}:{ticker}" for name in ("option_trades", "price", "gex", "gex_strike", "gex_strike_expiry")]
-        ticker_day = _TickerDay(
-            ticker=ticker,
-            key=f"{day}|{seed}|{ticker}",
-            clock=clock,
-            regimes=regimes,
-            market=market,
-            daily_vol=daily_vol,
-        )
+        ticker_day = _ticker_day(day, seed, ticker)
         timed.extend(ticker_day.price_frames(start_ms, end_ms))
         timed.extend(ticker_day.exposure_frames(start_ms, end_ms))
         timed.extend(ticker_day.trade_frames(start_ms, end_ms))
         timed.extend(ticker_day.flow_frames(start_ms, end_ms))
+        if progress:
+            progress("generate", done, len(tickers))
     for published, payload in plan_news(rng=random.Random(f"{day}|{seed}|news"), clock=clock, regimes=regimes):
         received = published + 50 + published % 1450
         if start_ms <= received < end_ms:
@@ -425,18 +448,15 @@ def write_session(
     day: date,
     seed: int,
     *,
-    progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> SessionStats:
     """Write the session as NDJSON (gzip when ``path`` ends in ``.gz``), creating the parent directory.
 
-    ``on_total`` hears the line count before writing starts; ``progress`` hears each batch of lines written.
+    ``progress`` hears ``("generate", tickers done, tickers)`` and then ``("write", lines written, lines)``.
     """
     target = Path(path)
-    session = build_session(day, seed, **options)
-    if on_total:
-        on_total(len(session.lines))
+    session = build_session(day, seed, progress=progress, **options)
     target.parent.mkdir(parents=True, exist_ok=True)
     batch = 2000
     with _open_text(target) as handle:
@@ -444,6 +464,6 @@ def write_session(
             chunk = session.lines[first : first + batch]
             handle.write("".join(f"{line.text}\n" for line in chunk))
             if progress:
-                progress(len(chunk))
+                progress("write", first + len(chunk), len(session.lines))
     session.stats.bytes_written = target.stat().st_size
     return session.stats

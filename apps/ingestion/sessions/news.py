@@ -37,10 +37,10 @@ TRUMP = (
     "TRUMP: THE FED MUST LOWER RATES NOW!",
     "TRUMP: BIG TRADE ANNOUNCEMENT COMING SOON",
 )
-NAMES = ("Nvidia", "Apple", "Microsoft", "Broadcom", "Tesla", "Amazon", "Meta")
+NAMES = {"Nvidia": "NVDA", "Apple": "AAPL", "Microsoft": "MSFT", "Broadcom": "AVGO", "Tesla": "TSLA", "Amazon": "AMZN"}
 OFFICIALS = ("Waller", "Williams", "Logan", "Goolsbee", "Bowman", "Jefferson")
 SOURCES = ("Reuters", "Bloomberg", "Dow Jones", "Benzinga", "MarketWatch", "CNBC")
-TICKER_SETS = (["SPY"], ["QQQ"], ["IWM"], ["SPY", "QQQ"], ["NVDA", "QQQ"], ["AAPL"], ["SPY", "QQQ", "IWM"], [])
+TICKER_SETS = (["SPY"], ["QQQ"], ["IWM"], ["SPY", "QQQ"], ["SPY", "QQQ", "IWM"], [])
 
 
 def plan_news(*, rng: random.Random, clock: DayClock, regimes: list[Regime]) -> list[tuple[int, dict[str, Any]]]:
@@ -59,8 +59,11 @@ def plan_news(*, rng: random.Random, clock: DayClock, regimes: list[Regime]) -> 
                 pool = BULLISH if direction > 0 else BEARISH
             else:
                 pool = rng.choice((BULLISH, BEARISH, NEUTRAL, NEUTRAL))
-            headline = rng.choice(pool).format(name=rng.choice(NAMES), official=rng.choice(OFFICIALS))
-            source, tickers = rng.choice(SOURCES), list(rng.choice(TICKER_SETS))
+            template, name = rng.choice(pool), rng.choice(sorted(NAMES))
+            headline = template.format(name=name, official=rng.choice(OFFICIALS))
+            # a company headline is tagged with the company (and the index it moves), a macro one with the ETFs
+            tickers = [NAMES[name], "QQQ"] if "{name}" in template else list(rng.choice(TICKER_SETS))
+            source = rng.choice(SOURCES)
         stamp = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         items.append(
             (ms, {"headline": headline, "timestamp": stamp, "source": source, "tickers": tickers, "is_trump_ts": trump})

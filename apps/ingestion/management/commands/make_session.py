@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.ingestion.sessions import DEFAULT_NOISE, DEFAULT_TICKERS, NotATradingDay, write_session
+from apps.ingestion.sessions import DEFAULT_NOISE, DEFAULT_TICKERS, write_session
 
 
 def _day(text: str) -> date:
@@ -54,33 +54,28 @@ class Command(BaseCommand):
             raise CommandError(f"--noise {noise} must be a fraction from 0 up to 0.5")
         start, end = _wall("--start", options["start"]), _wall("--end", options["end"])
         out = Path(options["out"])
-        bars: list[tqdm] = []
+        bars: dict[str, tqdm] = {}
+        quiet = options["verbosity"] < 1
 
-        def start_bar(total: int) -> None:
-            # created once the day is generated, so a refused date leaves no empty bar behind
-            bars.append(
-                tqdm(total=total, unit="line", file=sys.stderr, desc=out.name, disable=options["verbosity"] < 1)
-            )
+        def progress(stage: str, done: int, total: int) -> None:
+            # one bar per stage (tickers generated, lines written), opened when the stage reports first
+            bar = bars.get(stage)
+            if bar is None:
+                unit = "ticker" if stage == "generate" else "line"
+                bar = bars[stage] = tqdm(total=total, unit=unit, desc=stage, file=sys.stderr, disable=quiet)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
 
         began = timer.monotonic()
         try:
             stats = write_session(
-                out,
-                day,
-                options["seed"],
-                tickers=tickers,
-                noise=noise,
-                start=start,
-                end=end,
-                progress=lambda count: bars[0].update(count),
-                on_total=start_bar,
+                out, day, options["seed"], tickers=tickers, noise=noise, start=start, end=end, progress=progress
             )
-        except NotATradingDay as exc:
-            raise CommandError(str(exc)) from exc
-        except ValueError as exc:
+        except ValueError as exc:  # NotATradingDay included: a date without a session, a bad window
             raise CommandError(str(exc)) from exc
         finally:
-            for bar in bars:
+            for bar in bars.values():
                 bar.close()
         elapsed = timer.monotonic() - began
         self.stdout.write(f"{out}: {stats.summary()}; {stats.bytes_written} bytes in {elapsed:.1f} s")
