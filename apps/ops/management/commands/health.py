@@ -13,8 +13,8 @@ from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, healt
 class Command(BaseCommand):
     help = (
         "Show database and Redis reachability, Redis memory, Celery queue depths, the ops canary's age and the kill "
-        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck), and "
-        "with --require-fresh-canary also when the canary is stale."
+        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck), "
+        "and with --require-fresh-canary also when the canary is stale."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
