@@ -17,7 +17,7 @@ from django.db import connection, models, transaction
 from apps.core import clock
 from apps.core.events import dumps
 from apps.core.pipeline import enqueue_after_commit
-from apps.ingestion import redis_keys
+from apps.ingestion import bulk, redis_keys
 from apps.ingestion.models import FlowAlert, GexSnapshot, NewsItem, OptionTrade, PriceTick, QuarantinedFrame, RawFrame
 from apps.ingestion.uw.lines import ParsedLine, digest, line_bytes, parse_line, storable_text
 from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKind, normalize_frame
@@ -25,8 +25,6 @@ from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKi
 logger = logging.getLogger(__name__)
 
 NEXT_STAGE_TASK = "analytics.update_ticker"
-# Rows per multi-row INSERT: well under SQLite's 32766 bound variables and PostgreSQL's 65535 parameters.
-INSERT_CHUNK = 500
 
 
 @dataclass
@@ -169,41 +167,29 @@ def _reject(line: object, exc: NormalizationError, channel: str, received_at: da
 def _archive(frames: list[_Accepted], *, source: str) -> dict[str, int]:
     """Insert the raw frames; return frame hash -> id for the rows this call inserted (conflicts are not ours).
 
-    A multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL, SQLite >= 3.35) tells exactly which
-    frames are new even when another worker archives the same frames concurrently.
+    ``ON CONFLICT DO NOTHING RETURNING`` tells exactly which frames are new even when another worker archives the
+    same frames concurrently.
     """
-    if not frames:
-        return {}
-    opts = RawFrame._meta
-    columns = ("frame_hash", "channel", "received_at", "payload", "source", "stored_at")
-    db_fields = [opts.get_field(name) for name in columns]
-    stored_at = clock.now()
-    quote = connection.ops.quote_name
-    inserted: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(frames), INSERT_CHUNK):
-            chunk = frames[start : start + INSERT_CHUNK]
-            params: list[Any] = []
-            for item in chunk:
-                values = (
-                    item.line.frame_hash,
-                    item.line.channel.name,
-                    item.line.received_at,
-                    item.line.payload,
-                    source,
-                    stored_at,
-                )
-                params.extend(f.get_db_prep_value(v, connection) for f, v in zip(db_fields, values, strict=True))
-            row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            # Only quoted column names and placeholders are formatted in; every value is a bound parameter.
-            sql = (
-                f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
-                f"VALUES {', '.join([row] * len(chunk))} "
-                f"ON CONFLICT ({quote('frame_hash')}) DO NOTHING RETURNING {quote('id')}, {quote('frame_hash')}"
-            )
-            cursor.execute(sql, params)
-            inserted.update((frame_hash, pk) for pk, frame_hash in cursor.fetchall())
-    return inserted
+    stored_at = connection.ops.adapt_datetimefield_value(clock.now())
+    adapt_time = connection.ops.adapt_datetimefield_value
+    rows = [
+        (
+            item.line.frame_hash,
+            item.line.channel.name,
+            adapt_time(item.line.received_at),
+            item.line.payload_json,
+            source,
+            stored_at,
+        )
+        for item in frames
+    ]
+    returned = bulk.insert_values(
+        RawFrame._meta.db_table,
+        ("frame_hash", "channel", "received_at", "payload", "source", "stored_at"),
+        rows,
+        returning=("id", "frame_hash"),
+    )
+    return {frame_hash: pk for pk, frame_hash in returned}
 
 
 def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: IngestResult) -> redis_keys.LatestUpdates:
@@ -241,7 +227,7 @@ def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: In
                 updates.add_flow_alert(redis_keys.epoch_ms(alert.executed_at), flow_alert_json(alert))
 
     for model, records in by_model.items():
-        model.objects.bulk_create(records, batch_size=INSERT_CHUNK, ignore_conflicts=True)
+        bulk.insert_records(model, records)
         result.rows[model._meta.db_table] = len(records)
     return updates
 
@@ -349,7 +335,7 @@ def _quarantine(rejected: Iterable[_Rejected], *, source: str) -> None:
         for item in rejected
     }
     if rows:
-        QuarantinedFrame.objects.bulk_create(list(rows.values()), batch_size=INSERT_CHUNK, ignore_conflicts=True)
+        QuarantinedFrame.objects.bulk_create(list(rows.values()), batch_size=bulk.CHUNK_ROWS, ignore_conflicts=True)
 
 
 def analytics_task() -> Task | None:

@@ -25,6 +25,7 @@ class ParsedLine:
     channel: Channel
     payload: Any
     frame_hash: str
+    payload_json: str  # canonical JSON of the payload, archived as is
 
 
 def digest(data: bytes) -> str:
@@ -96,10 +97,17 @@ def parse_line(line: object) -> ParsedLine:
         raise NormalizationError(
             RejectKind.UNKNOWN_CHANNEL, str(exc), channel=name[:64], received_at=received_at
         ) from exc
-    canonical = orjson.dumps(frame, option=orjson.OPT_SORT_KEYS)
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     # PostgreSQL's jsonb cannot hold U+0000; the escaped form is the cheap pre-check before walking the payload.
     if b"u0000" in canonical and _has_nul(payload):
         raise NormalizationError(
             RejectKind.UNSTORABLE, f"{name} payload contains a NUL character", channel=name, received_at=received_at
         )
-    return ParsedLine(received_at=received_at, channel=channel, payload=payload, frame_hash=digest(canonical))
+    # The channel name cannot contain a newline (channel_resolve), so channel + newline + payload is unambiguous.
+    return ParsedLine(
+        received_at=received_at,
+        channel=channel,
+        payload=payload,
+        frame_hash=digest(name.encode() + b"\n" + canonical),
+        payload_json=canonical.decode(),
+    )

@@ -9,6 +9,7 @@ the raw frame is archived as received, so nothing is lost when the feed adds fie
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -117,16 +118,22 @@ def read_decimal(
     return fit_decimal(value, key, channel, spec)
 
 
+@functools.cache
+def _column(max_digits: int, places: int) -> tuple[Decimal, Context, int]:
+    """Quantum, context and the exclusive exponent bound of a decimal column (built once per column shape)."""
+    return Decimal(1).scaleb(-places), Context(prec=max_digits + 2, rounding=ROUND_HALF_UP), max_digits - places
+
+
 def fit_decimal(value: object, key: str, channel: str, spec: Mapping[str, int]) -> Decimal:
     try:
         amount = to_decimal(value)
     except InvalidAmount as exc:
         raise _invalid(key, channel, str(exc)) from exc
-    max_digits, places = spec["max_digits"], spec["decimal_places"]
-    if amount and amount.adjusted() >= max_digits - places:
+    quantum, context, bound = _column(spec["max_digits"], spec["decimal_places"])
+    if amount and amount.adjusted() >= bound:
         raise _invalid(key, channel, f"{_show(value)} is out of range")
     try:
-        return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=Context(prec=max_digits + 2))
+        return amount.quantize(quantum, context=context)
     except InvalidOperation as exc:
         raise _invalid(key, channel, f"{_show(value)} cannot be stored") from exc
 
@@ -283,6 +290,10 @@ def read_strings(payload: Mapping[str, Any], key: str, channel: str) -> list[str
     return value
 
 
+# A session trades a few thousand contracts many times each; parsing each symbol once saves real time.
+_parse_symbol = functools.lru_cache(maxsize=16_384)(occ.parse)
+
+
 def read_symbol(payload: Mapping[str, Any], keys: tuple[str, ...], channel: str) -> occ.OptionSymbol:
     """The OCC symbol from the first of ``keys`` present (the feed names it differently per endpoint)."""
     for key in keys:
@@ -292,7 +303,7 @@ def read_symbol(payload: Mapping[str, Any], keys: tuple[str, ...], channel: str)
         if not isinstance(value, str):
             raise _invalid(key, channel, f"{_show(value)} is not an OCC option symbol")
         try:
-            return occ.parse(value)
+            return _parse_symbol(value)
         except occ.InvalidOptionSymbol as exc:
             raise _invalid(key, channel, str(exc)) from exc
     raise _missing(" or ".join(keys), channel)
