@@ -281,6 +281,14 @@ def post_release(*, post_id: int, counts: ReleaseCounts | None = None) -> str | 
     client.zrem(SCHEDULED_KEY, str(post.pk))
     client.lpush(QUEUE_KEY, str(post.pk))
     try:
+        if post.tier not in _tier_delays():
+            # The tier was removed from DISTRIBUTION_TIERS after this post was scheduled: nobody subscribes to it
+            # any more, and sending it to the local sink would pretend it was delivered.
+            DistributionPost.objects.filter(pk=post.pk, status=Status.SENDING).update(
+                status=Status.SKIPPED, claimed_at=None, last_error=f"tier {post.tier!r} is no longer configured"
+            )
+            _log(post, outcome=Outcome.SKIPPED, excerpt=f"tier {post.tier!r} is no longer configured")
+            return Outcome.SKIPPED
         url = _webhook_url(post.tier)
         if not url:
             outcome = _send_local(post)

@@ -279,3 +279,34 @@ def test_two_concurrent_sweeps_never_send_a_post_twice(requires_real_services, d
     assert len(discord.requests_to(webhooks["premium"])) == 5
     footers = [r.body["embeds"][0]["footer"]["text"] for r in discord.requests_to(webhooks["premium"])]
     assert len(set(footers)) == 5
+
+
+def test_a_post_for_a_tier_that_was_removed_is_skipped_not_sent(discord, webhooks, settings):
+    schedule_trade("entry", trade_like(1))
+    settings.DISTRIBUTION_TIERS = (("premium", 0), ("standard", 60))
+
+    at(300)
+    counts = services.posts_release_due()
+
+    free = DistributionPost.objects.get(tier="free")
+    assert counts["by_tier"] == {"premium": 1, "standard": 1}
+    assert free.status == Status.SKIPPED
+    assert free.logs.get().outcome == "skipped"
+    assert discord.requests_to(webhooks["free"]) == []
+
+
+def test_an_unreachable_webhook_is_retried_not_lost(discord, webhooks, settings):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.DISCORD_WEBHOOK_URLS = {**settings.DISCORD_WEBHOOK_URLS, "premium": f"http://127.0.0.1:{closed_port}/x"}
+    (post, *_) = schedule_trade("entry", trade_like(1))
+
+    counts = services.posts_release_due()
+
+    post.refresh_from_db()
+    assert counts["retried"] == 1
+    assert (post.status, post.failures) == (Status.SCHEDULED, 1)
+    assert "unreachable" in post.last_error
