@@ -120,3 +120,24 @@ def test_audit_entries_are_stamped_with_the_platform_clock():
         {"reason": "drill"},
         at,
     )
+
+
+def test_require_fresh_canary_fails_the_health_command_while_no_worker_has_run_the_canary():
+    out = StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command("health", "--require-fresh-canary", stdout=out)
+
+    assert exited.value.code == 1
+    assert "canary       MISSING" in out.getvalue()
+
+
+def test_require_fresh_canary_passes_once_a_worker_ran_the_canary(redis_store):
+    tasks.canary.delay()
+    redis_store.set("risk:kill_switch", "1")
+    out = StringIO()
+
+    call_command("health", "--require-fresh-canary", stdout=out)
+
+    assert "canary       fresh" in out.getvalue()
+    assert "kill switch  ON" in out.getvalue()

@@ -54,6 +54,6 @@ class Command(BaseCommand):
         else:
             verdict = f"STALE (older than {CANARY_STALE_AFTER_SECONDS} s)" if snapshot.canary_stale else "fresh"
             lines.append(f"  canary       {verdict}: {snapshot.canary_age_seconds} s ago at {snapshot.canary_at}")
-        kill = {True: "ON (no new entries)", False: "off", None: "unknown"}[snapshot.kill_switch_on]
+        kill = {True: "ON", False: "off", None: "unknown (Redis unreachable)"}[snapshot.kill_switch_on]
         lines.append(f"  kill switch  {kill}")
         return "\n".join(lines)
