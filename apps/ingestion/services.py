@@ -61,6 +61,26 @@ class IngestResult:
             "last_received_at": self.last_received_at.isoformat() if self.last_received_at else None,
         }
 
+    def merge(self, other: IngestResult) -> None:
+        """Add ``other``'s counts to these (a file or a retry ingested in several calls)."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        for channel, count in other.by_channel.items():
+            self.by_channel[channel] = self.by_channel.get(channel, 0) + count
+        for reason, count in other.quarantine_reasons.items():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + count
+        for table, count in other.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + count
+        self.tickers |= other.tickers
+        for ticker, moment in other.as_of.items():
+            if ticker not in self.as_of or moment > self.as_of[ticker]:
+                self.as_of[ticker] = moment
+        self.enqueued.extend(other.enqueued)
+        for moment in (other.first_received_at, other.last_received_at):
+            if moment is not None:
+                self._saw(moment)
+
     def _saw(self, received_at: datetime) -> None:
         if self.first_received_at is None or received_at < self.first_received_at:
             self.first_received_at = received_at
@@ -323,6 +343,7 @@ def flow_alert_json(alert: FlowAlert) -> str:
 
 
 def _quarantine(rejected: Iterable[_Rejected], *, source: str) -> None:
+    stored_at = clock.now()
     rows = {
         item.line_hash: QuarantinedFrame(
             line_hash=item.line_hash,
@@ -331,11 +352,11 @@ def _quarantine(rejected: Iterable[_Rejected], *, source: str) -> None:
             raw=item.raw,
             reason=item.reason,
             source=source,
+            stored_at=stored_at,
         )
         for item in rejected
     }
-    if rows:
-        QuarantinedFrame.objects.bulk_create(list(rows.values()), batch_size=bulk.CHUNK_ROWS, ignore_conflicts=True)
+    bulk.insert_records(QuarantinedFrame, list(rows.values()))
 
 
 def analytics_task() -> Task | None:
@@ -356,3 +377,51 @@ def _enqueue_analytics(result: IngestResult) -> None:
     for ticker in tickers:
         enqueue_after_commit(task, ticker, result.as_of[ticker].isoformat())
         result.enqueued.append(ticker)
+
+
+@dataclass
+class QuarantineRetryResult:
+    """What a retry of quarantined lines did: released rows were ingested (or found archived) and deleted."""
+
+    examined: int = 0
+    released: int = 0
+    still_quarantined: int = 0
+    reasons_changed: int = 0
+    ingested: IngestResult = field(default_factory=IngestResult)
+
+
+def quarantine_retry(*, limit: int = 1000) -> QuarantineRetryResult:
+    """Run up to ``limit`` quarantined lines (oldest first) through today's parser and normalizers again.
+
+    Lines that now pass are ingested under their original source and their quarantine rows deleted, in one
+    transaction; lines that still fail stay, with their reason updated when it changed.  Safe to repeat: a released
+    line is gone from the quarantine, and ingesting it again would only count duplicates.
+    """
+    outcome = QuarantineRetryResult()
+    rows = list(QuarantinedFrame.objects.order_by("id")[:limit])
+    outcome.examined = len(rows)
+    passing: dict[str, list[QuarantinedFrame]] = defaultdict(list)
+    changed: list[QuarantinedFrame] = []
+    for row in rows:
+        try:
+            parsed = parse_line(row.raw)
+            normalize_frame(parsed.channel, parsed.payload)
+        except NormalizationError as exc:
+            if exc.reason != row.reason:
+                row.reason = exc.reason
+                changed.append(row)
+            continue
+        passing[row.source].append(row)
+    with transaction.atomic():
+        for source, group in passing.items():
+            for start in range(0, len(group), bulk.CHUNK_ROWS):
+                chunk = group[start : start + bulk.CHUNK_ROWS]
+                outcome.ingested.merge(ingest_lines(lines=[row.raw for row in chunk], source=source))
+        released = [row.id for group in passing.values() for row in group]
+        QuarantinedFrame.objects.filter(id__in=released).delete()
+        if changed:
+            QuarantinedFrame.objects.bulk_update(changed, ["reason"], batch_size=bulk.CHUNK_ROWS)
+    outcome.released = len(released)
+    outcome.still_quarantined = outcome.examined - outcome.released
+    outcome.reasons_changed = len(changed)
+    return outcome
