@@ -148,6 +148,16 @@ def test_near_the_money_contracts_of_every_expiry_print_every_minute(day_records
                     assert any(abs(k - spot) <= 1 for k in strikes), (ticker, minute, expiry, right)
 
 
+def test_an_alerted_contract_keeps_printing_every_minute_for_the_next_twenty_minutes(day_records):
+    minutes_printed = defaultdict(set)
+    for _, trade in data_frames(day_records, "option_trades"):
+        minutes_printed[trade["option_symbol"]].add(trade["executed_at"] // 60_000)
+    for _, alert in data_frames(day_records, "flow-alerts"):
+        first = alert["executed_at"] // 60_000 + 1
+        last = min(first + 19, (OPTIONS_CLOSE_MS - 1) // 60_000)
+        assert set(range(first, last + 1)) <= minutes_printed[alert["option_chain"]], alert["option_chain"]
+
+
 def test_flow_alerts_are_large_consistent_and_cover_every_bucket_and_the_closing_window(day_records):
     alerts = [payload for _, payload in data_frames(day_records, "flow-alerts")]
     assert 150 <= len(alerts) <= 400

@@ -38,8 +38,8 @@ class GammaProfile:
         self.slope = opening * 0.003
 
     def _anchor(self, ms: int) -> float:
-        """Where the profile is centred: positioning follows the underlying, half an hour behind it."""
-        return self.chain.spot(max(ms - 30 * MINUTE_MS, self.chain.clock.open_ms))
+        """Where the profile is centred: positioning follows the underlying, twenty minutes behind it."""
+        return self.chain.spot(max(ms - 20 * MINUTE_MS, self.chain.clock.open_ms))
 
     def levels(self, ms: int) -> tuple[float, int, int]:
         """The flip, the call wall and the put wall at ``ms``."""

@@ -111,7 +111,7 @@ def plan_episodes(*, rng: random.Random, clock: DayClock, regimes: list[Regime])
         begin = episode.start_ms + rng.randint(10, 60) * MS
         end = min(begin + rng.randint(8, 30) * MINUTE_MS, clock.close_ms)
         if episode.truthful:
-            impulses.append(Impulse(begin, end, episode.direction * rng.uniform(0.0008, 0.0022)))
+            impulses.append(Impulse(begin, end, episode.direction * rng.uniform(0.0007, 0.0018)))
         elif rng.random() < 0.5:
             impulses.append(Impulse(begin, end, -episode.direction * rng.uniform(0.0004, 0.0012)))
     return episodes, impulses

@@ -14,6 +14,7 @@ import io
 import itertools
 import math
 import random
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +47,8 @@ DEFAULT_TICKERS = ("SPY", "QQQ", "IWM")
 DEFAULT_NOISE = 0.002
 PRICE_EVERY_MS = 15 * MS
 PRE_MARKET_MINUTES = 10  # price frames once a minute before the open; the default window starts here
-WING_PRINT_CHANCE = 0.025  # per minute, for a chain contract outside the every-minute set
+WING_ROTATION_MINUTES = 25  # every other contract of the chain prints at least this often, staggered
+WING_EXTRA_CHANCE = 0.01  # and now and then besides, more at the open and the close
 GEX_STRIKE_EVERY_MINUTES = 5
 NOISE_KINDS = ("broken", "duplicate", "unknown_channel", "missing_field")
 UNKNOWN_CHANNELS = ("option_trades_v2:{t}", "interval_flow_beta", "price_ext:{t}", "uw_debug")
@@ -255,8 +257,10 @@ class _TickerDay:
             for contract in every_minute:
                 count = 1 + _poisson(rng, extra)
                 prints.extend((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)) for _ in range(count))
+            minute_index = (minute_ms - clock.open_ms) // MINUTE_MS
             for contract in chain.wings(minute_ms):
-                if contract not in hot and rng.random() < WING_PRINT_CHANCE * (1.0 + extra):
+                due = (minute_index + zlib.crc32(contract.occ.encode())) % WING_ROTATION_MINUTES == 0
+                if contract not in hot and (due or rng.random() < WING_EXTRA_CHANCE * extra):
                     prints.append((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)))
             for contract, ms in prints:
                 tilt = lean if contract.is_call else -lean

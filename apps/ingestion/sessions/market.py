@@ -118,7 +118,7 @@ def plan_regimes(*, rng: random.Random, clock: DayClock) -> list[Regime]:
         if late_start - end < 20 * MINUTE_MS:
             end = late_start
         kind = rng.choice([k for k in ("trend_up", "trend_down", "chop") if k != previous])
-        hourly = rng.uniform(0.0012, 0.0030)
+        hourly = rng.uniform(0.0010, 0.0025)
         drift, direction = {
             "trend_up": (hourly / 3600.0, 1),
             "trend_down": (-hourly / 3600.0, -1),
