@@ -40,6 +40,8 @@ from apps.execution.models import (
 )
 from apps.execution.selectors import open_positions, open_trades, working_orders
 from apps.risk.models import RiskDecision
+from apps.risk.selectors import kill_switch_is_on
+from apps.risk.services import daily_loss_guard
 from apps.signals.models import Signal
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,13 @@ def order_submit(*, decision_id: int) -> Order | None:
         limit_price=decision.limit_price,
         broker_name=broker.name,
     )
+    if order.status == OrderStatus.PENDING and kill_switch_is_on():
+        # The switch went on between the decision and this task: new exposure stops here; exits are unaffected.
+        with transaction.atomic():
+            reason = "kill switch engaged after the risk decision: entry not sent"
+            if order_transition(order=order, to_status=OrderStatus.REJECTED, detail=reason, reject_reason=reason):
+                _entry_rejected(order=order)
+        return order
     return _order_send(order_id=order.pk, broker=broker)
 
 
@@ -533,8 +542,6 @@ def flatten_all(*, reason: str = ExitReason.FLATTEN) -> list[Trade]:
 
 def _daily_loss_guard() -> None:
     # The daily loss limit trips the kill switch by itself, also when the loss comes from an exit rather than a review.
-    from apps.risk.services import daily_loss_guard
-
     daily_loss_guard()
 
 

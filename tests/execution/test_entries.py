@@ -17,7 +17,7 @@ from apps.execution.brokers.paper import PaperBroker
 from apps.execution.models import Fill, Order, OrderStatus, Position, Trade, TradeLog
 from apps.execution.selectors import account_state, order_summary
 from apps.ingestion.models import OptionTrade
-from apps.risk.services import signal_review
+from apps.risk.services import kill_switch_engage, signal_review
 from apps.risk.tasks import review
 from apps.signals.models import Signal
 from tests.risk.factories import SignalFactory, ny, put_quote
@@ -223,3 +223,19 @@ def test_get_broker_returns_the_paper_broker_by_default():
 def test_get_broker_refuses_ib_until_the_adapter_exists():
     with pytest.raises(ImproperlyConfigured, match="Interactive Brokers adapter"):
         get_broker()
+
+
+def test_an_entry_is_not_sent_when_the_kill_switch_went_on_after_the_decision(committed):
+    signal = SignalFactory()
+    put_quote(signal.option_symbol, bid="1.10", ask="1.20", ts=ny(10, 29))
+    decision = signal_review(signal_id=signal.signal_id)
+    kill_switch_engage(by="ops", reason="halt")
+
+    with committed():
+        order = services.order_submit(decision_id=decision.pk)
+
+    assert order.status == OrderStatus.REJECTED
+    assert "kill switch" in order.reject_reason
+    assert transitions(order) == [("", "pending", True), ("pending", "rejected", True)]
+    assert not Fill.objects.exists()
+    assert Signal.objects.get(pk=signal.pk).status == Signal.Status.REJECTED
