@@ -14,8 +14,7 @@ def always_fails(amount, *, reason):
     raise RuntimeError(f"cannot process {amount}: {reason}")
 
 
-# In-process runs here go through Celery's tracer as a worker would; throw=False keeps the failure inside the task run
-# (as on a worker) instead of re-raising it into the caller before Celery reports it.  The worker path itself is
+# throw=False runs the task through Celery's failure path as a worker does (task_failure); the worker itself is
 # proven in test_processes.py.
 
 
@@ -39,6 +38,17 @@ def test_arguments_that_are_not_json_are_kept_as_text_rather_than_losing_the_rec
     always_fails.apply(args=(Decimal("1.10"),), kwargs={"reason": "x"}, throw=False)
 
     assert DeadLetter.objects.get().args == ["1.10"]
+
+
+@pytest.mark.django_db
+def test_an_in_process_run_that_raises_into_its_caller_still_leaves_a_dead_letter():
+    # The embedded default runs tasks eagerly and propagates their errors: task_failure is never sent there.
+    with pytest.raises(RuntimeError):
+        always_fails.delay("3", reason="eager")
+
+    letter = DeadLetter.objects.get()
+    assert (letter.task_name, letter.args, letter.kwargs) == ("ops.test_always_fails", ["3"], {"reason": "eager"})
+    assert letter.exception == "RuntimeError: cannot process 3: eager"
 
 
 @pytest.mark.django_db
