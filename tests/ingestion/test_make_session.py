@@ -128,6 +128,16 @@ def test_option_trades_are_consistent_with_their_quote_symbol_and_side(day_recor
     assert expiries == {DAY, date(2026, 11, 23), date(2026, 12, 4)}
 
 
+def test_a_contracts_volume_never_goes_down_and_counts_each_print(day_records):
+    by_contract = defaultdict(list)
+    for _, trade in data_frames(day_records, "option_trades"):
+        by_contract[trade["option_symbol"]].append((trade["executed_at"], trade["volume"], trade["size"]))
+    for prints in by_contract.values():
+        prints.sort()
+        for (t1, v1, _), (t2, v2, size2) in zip(prints, prints[1:], strict=False):
+            assert v2 >= v1 + (size2 if t2 > t1 else 0)
+
+
 def test_near_the_money_contracts_of_every_expiry_print_every_minute(day_records):
     closes = {
         (p["ticker"], p["time"]): float(p["close"])
@@ -263,6 +273,11 @@ def test_the_command_writes_gzip_into_a_new_directory_and_prints_a_summary(tmp_p
     with gzip.open(out, "rt") as handle:
         lines = handle.read().splitlines()
     assert lines == list(session_lines(DAY, SEED, start=time(9, 25), end=time(9, 40)))
+    first_bytes = out.read_bytes()
+    call_command(
+        "make_session", "--date", "2026-11-20", "--seed", "7", "--out", str(out), "--start", "09:25", "--end", "09:40"
+    )
+    assert out.read_bytes() == first_bytes  # no time stamp in the gzip header: the same session, the same bytes
     summary = capsys.readouterr().out
     assert f"{len(lines)} lines" in summary and "option_trades" in summary
 

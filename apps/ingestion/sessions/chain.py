@@ -115,7 +115,7 @@ class Chain:
             self._expiry_close_ms[bucket] = int(session.options_close.timestamp() * MS)
         self._open_interest: dict[str, int] = {}
         self._daily_volume: dict[str, float] = {}
-        self._alert_fills: dict[str, tuple[list[int], list[int]]] = {}
+        self._prints: dict[str, tuple[list[int], list[int]]] = {}  # occ -> (times, sizes) of every print
         self._sets: dict[int, tuple[list[Contract], list[Contract]]] = {}
 
     # --- the underlying -------------------------------------------------------------------------------------------
@@ -207,16 +207,17 @@ class Chain:
             self._open_interest[key] = int(200 + self.daily_volume(contract) * factor * expiry_age)
         return self._open_interest[key]
 
-    def register_alert_fill(self, contract: Contract, ms: int, size: int) -> None:
-        times, sizes = self._alert_fills.setdefault(contract.occ, ([], []))
+    def register_print(self, contract: Contract, ms: int, size: int) -> None:
+        times, sizes = self._prints.setdefault(contract.occ, ([], []))
         index = bisect.bisect_right(times, ms)
         times.insert(index, ms)
         sizes.insert(index, size)
 
     def volume(self, contract: Contract, ms: int) -> int:
-        """The contract's volume so far today: its share of the U-shaped day plus the big flow prints before ``ms``."""
+        """The contract's volume so far today (prints at ``ms`` included): every print of the session plus a U-shaped
+        share of the volume done in prints the feed does not carry, so it never goes down."""
         base = int(self.daily_volume(contract) * self.clock.activity_share(ms))
-        times, sizes = self._alert_fills.get(contract.occ, ([], []))
+        times, sizes = self._prints.get(contract.occ, ([], []))
         return base + sum(sizes[: bisect.bisect_right(times, ms)])
 
     # --- prints ---------------------------------------------------------------------------------------------------
@@ -243,7 +244,6 @@ class Chain:
         rng: random.Random,
         sweep: bool = False,
         created_delay_ms: int = 0,
-        volume_ms: int | None = None,
         quote: Quote | None = None,
     ) -> dict[str, Any]:
         quote = quote or self.quote(contract, ms, iv_jitter=rng.uniform(-0.004, 0.004))
@@ -258,7 +258,7 @@ class Chain:
         }[side]
         if sweep:
             tags = [*tags, "sweep"]
-        volume = max(self.volume(contract, volume_ms if volume_ms is not None else ms), size)
+        volume = max(self.volume(contract, ms), size)
         return {
             "id": new_id(rng),
             "underlying_symbol": self.ticker,

@@ -221,7 +221,7 @@ class FlowRenderer:
         sides = {"ask": 0, "bid": 0}
         premiums = {"ask": 0, "bid": 0}
         for (fill_side, size), stamp in zip(fills, stamps, strict=True):
-            chain.register_alert_fill(contract, stamp, size)
+            chain.register_print(contract, stamp, size)
             delay = rng.randint(5, 200)
             trade = chain.trade_payload(
                 contract=contract,
@@ -289,7 +289,7 @@ class FlowRenderer:
         self._volume_fields.append((payload, contract, ms))
 
     def finalize(self) -> None:
-        """Restate volumes once every big print of the day is known (an alert rendered later may print earlier)."""
+        """Restate volumes once every print of the day is known (an alert rendered later may print earlier)."""
         for payload, contract, ms in self._volume_fields:
             size = payload.get("size") or payload["total_size"]
             payload["volume"] = max(self.chain.volume(contract, ms), size)

@@ -173,7 +173,8 @@ class _TickerDay:
         planned += [(a.ms, lambda a=a: self.flow.render_lone(a)) for a in self.lone_alerts]
         for _, render in sorted(planned, key=lambda item: item[0]):
             render()
-        self.flow.finalize()
+        self.prints = self._plan_prints()
+        self.flow.finalize()  # after the regular prints too: an alert's volume counts them
         self.gamma = GammaProfile(chain=self.chain, rng=random.Random(f"{key}|gamma"))
 
     def bullishness(self, ms: int) -> float:
@@ -239,42 +240,54 @@ class _TickerDay:
             if start_ms <= received < end_ms:
                 yield received, frame
 
-    def trade_frames(self, start_ms: int, end_ms: int) -> Iterator[TimedFrame]:
-        """Every contract of the every-minute set (near the money, plus alerted ones) prints each minute."""
-        clock, chain, channel = self.clock, self.chain, f"option_trades:{self.ticker}"
+    def _plan_prints(self) -> dict[int, list[tuple[Contract, int, int, str]]]:
+        """(contract, ms, size, side) of every regular print, by minute.
+
+        Planned for the whole day (cheap) before any is rendered, so each print's ``volume`` counts every print
+        before it; rendering a window then only pays for the minutes it shows.
+        """
+        clock, chain = self.clock, self.chain
+        planned: dict[int, list[tuple[Contract, int, int, str]]] = {}
         for minute_ms in range(clock.open_ms, clock.options_close_ms, MINUTE_MS):
-            if minute_ms + MINUTE_MS + 2 * MS <= start_ms or minute_ms >= end_ms:
-                continue
-            rng = random.Random(f"{self.key}|trades|{minute_ms}")
+            rng = random.Random(f"{self.key}|prints|{minute_ms}")
             since_open = (minute_ms - clock.open_ms) / MINUTE_MS
             to_close = max((clock.close_ms - minute_ms) / MINUTE_MS, 0.0)
             extra = 0.9 * math.exp(-since_open / 20.0) + 0.9 * math.exp(-to_close / 25.0) + 0.05
             lean = 0.08 * self.bullishness(minute_ms)
             hot = set(self.hot_contracts(minute_ms))
             core = chain.core(minute_ms)
-            every_minute = core + sorted(hot.difference(core), key=lambda c: c.occ)
-            prints: list[tuple[Contract, int]] = []
-            for contract in every_minute:
+            stamps: list[tuple[Contract, int]] = []
+            for contract in core + sorted(hot.difference(core), key=lambda c: c.occ):
                 count = 1 + _poisson(rng, extra)
-                prints.extend((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)) for _ in range(count))
+                stamps.extend((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)) for _ in range(count))
             minute_index = (minute_ms - clock.open_ms) // MINUTE_MS
             for contract in chain.wings(minute_ms):
                 due = (minute_index + zlib.crc32(contract.occ.encode())) % WING_ROTATION_MINUTES == 0
                 if contract not in hot and (due or rng.random() < WING_EXTRA_CHANCE * extra):
-                    prints.append((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)))
-            for contract, ms in prints:
+                    stamps.append((contract, minute_ms + rng.randint(0, MINUTE_MS - 1)))
+            prints = []
+            for contract, ms in stamps:
                 tilt = lean if contract.is_call else -lean
-                if contract in hot:
+                if contract in hot:  # the alerted side keeps buying
                     tilt += 0.12 if contract.is_call else -0.12
                 side = rng.choices(SIDES, weights=(0.40 + tilt, 0.40 - tilt, 0.13, 0.07))[0]
+                size = rng.choices(SIZES, cum_weights=SIZE_CUM_WEIGHTS)[0]
+                chain.register_print(contract, ms, size)
+                prints.append((contract, ms, size, side))
+            planned[minute_ms] = prints
+        return planned
+
+    def trade_frames(self, start_ms: int, end_ms: int) -> Iterator[TimedFrame]:
+        """Every contract of the every-minute set (near the money, plus alerted ones) prints each minute."""
+        channel = f"option_trades:{self.ticker}"
+        for minute_ms, prints in self.prints.items():
+            if minute_ms + MINUTE_MS + 2 * MS <= start_ms or minute_ms >= end_ms:
+                continue
+            rng = random.Random(f"{self.key}|trades|{minute_ms}")
+            for contract, ms, size, side in prints:
                 delay = rng.randint(5, 250)
-                payload = chain.trade_payload(
-                    contract=contract,
-                    ms=ms,
-                    size=rng.choices(SIZES, cum_weights=SIZE_CUM_WEIGHTS)[0],
-                    side=side,
-                    rng=rng,
-                    created_delay_ms=delay,
+                payload = self.chain.trade_payload(
+                    contract=contract, ms=ms, size=size, side=side, rng=rng, created_delay_ms=delay
                 )
                 received = ms + delay + rng.randint(2, 30)
                 if start_ms <= received < end_ms:

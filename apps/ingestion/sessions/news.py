@@ -1,4 +1,4 @@
-"""Headlines for the ``news`` channel: a few before the open, the rest through the day, some echoing the regime."""
+"""Headlines for the ``news`` channel: a few just before the open, the rest through the day, some echoing the regime."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ TICKER_SETS = (["SPY"], ["QQQ"], ["IWM"], ["SPY", "QQQ"], ["SPY", "QQQ", "IWM"],
 def plan_news(*, rng: random.Random, clock: DayClock, regimes: list[Regime]) -> list[tuple[int, dict[str, Any]]]:
     """(published ms, payload) pairs; a headline during a trend leans the trend's way two times in three."""
     items = []
-    pre_open = clock.open_ms - 150 * MINUTE_MS
+    pre_open = clock.open_ms - 9 * MINUTE_MS  # inside the default window, which starts 10 minutes before the open
     for _ in range(rng.randint(10, 30)):
         ms = rng.randint(pre_open, clock.open_ms) if rng.random() < 0.25 else rng.randint(clock.open_ms, clock.close_ms)
         ms += rng.randint(0, 999)
