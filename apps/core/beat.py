@@ -115,8 +115,10 @@ class SimulatedBeat:
         start: datetime,
         run: Callable[[PeriodicDeclaration], None],
         declarations: list[PeriodicDeclaration] | None = None,
+        max_catch_up: int | None = MAX_CATCH_UP,
     ) -> None:
         self._run = run
+        self._max_catch_up = max_catch_up
         if declarations is None:
             declarations = declared_periodic_tasks()
         self._declarations = [d for d in declarations if d.enabled]
@@ -136,7 +138,7 @@ class SimulatedBeat:
             step = timedelta(seconds=declaration.interval_seconds)
             at = self._next_interval[declaration.name]
             missed = int((until - at) / step) if at <= until else -1
-            if missed > MAX_CATCH_UP:
+            if self._max_catch_up is not None and missed > self._max_catch_up:
                 # A long quiet gap (overnight, a halted feed): like a beat that was down, run once, not thousands.
                 at = at + missed * step
             while at <= until:

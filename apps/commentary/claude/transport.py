@@ -8,9 +8,12 @@ cannot fix (bad key, bad request, unknown model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anthropic
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import anthropic
 
 MAX_RETRIES = 2
 TIMEOUT_SECONDS = 30.0
@@ -34,6 +37,9 @@ class Completion:
 
 
 def client() -> anthropic.Anthropic:
+    # Imported here: the SDK takes seconds to import, and only processes that actually call Claude should pay that.
+    import anthropic
+
     return anthropic.Anthropic(
         api_key=settings.ANTHROPIC_API_KEY,
         base_url=settings.ANTHROPIC_BASE_URL or None,
@@ -44,6 +50,8 @@ def client() -> anthropic.Anthropic:
 
 def message_create(*, system: str, prompt: str, max_tokens: int) -> Completion:
     """Ask Claude once (with the SDK's retries) and return the text and the token usage."""
+    import anthropic
+
     try:
         message = client().messages.create(
             model=settings.ANTHROPIC_MODEL,
