@@ -269,3 +269,29 @@ def test_times_in_every_documented_form_are_the_same_aware_utc_instant(value):
 def test_impossible_times_are_refused(value):
     with pytest.raises(ValueError):
         parse_time(value)
+
+
+@pytest.mark.parametrize(
+    ("channel", "payload", "field"),
+    [
+        ("option_trades:SPY", frames.option_trade(), "executed_at"),
+        ("option_trades:SPY", frames.option_trade(), "size"),
+        ("option_trades:SPY", frames.option_trade(), "id"),
+        ("flow-alerts", frames.flow_alert(), "executed_at"),
+        ("flow-alerts", frames.flow_alert(), "total_premium"),
+        ("flow-alerts", frames.flow_alert(), "id"),
+        ("price:SPY", frames.price(), "time"),
+        ("gex:SPY", frames.gex(), "timestamp"),
+        ("gex:SPY", frames.gex(), "price"),
+        ("gex_strike:SPY", frames.gex_strike(), "strike"),
+        ("gex_strike:SPY", frames.gex_strike(), "timestamp"),
+        ("news", frames.news(), "headline"),
+        ("news", frames.news(), "timestamp"),
+    ],
+)
+def test_a_frame_without_a_required_field_is_rejected_even_when_a_lookalike_field_is_present(channel, payload, field):
+    del payload[field]
+    with pytest.raises(NormalizationError) as exc:
+        normalize(channel, payload)
+    assert exc.value.kind is RejectKind.MISSING_FIELD
+    assert repr(field) in exc.value.reason

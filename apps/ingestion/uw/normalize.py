@@ -231,6 +231,12 @@ def read_time(payload: Mapping[str, Any], key: str, channel: str, *, required: b
         raise _invalid(key, channel, str(exc)) from exc
 
 
+def read_required_time(payload: Mapping[str, Any], key: str, channel: str) -> datetime:
+    moment = read_time(payload, key, channel, required=True)
+    assert moment is not None  # required=True raises instead of returning None
+    return moment
+
+
 def parse_time(value: object) -> datetime:
     """Epoch milliseconds (or seconds), as a number or digits, or an ISO string -> aware UTC datetime."""
     if isinstance(value, bool):
@@ -306,15 +312,7 @@ def read_symbol(payload: Mapping[str, Any], keys: tuple[str, ...], channel: str)
             return _parse_symbol(value)
         except occ.InvalidOptionSymbol as exc:
             raise _invalid(key, channel, str(exc)) from exc
-    raise _missing(" or ".join(keys), channel)
-
-
-def _first_time(payload: Mapping[str, Any], keys: tuple[str, ...], channel: str) -> datetime:
-    for key in keys:
-        moment = read_time(payload, key, channel, required=False)
-        if moment is not None:
-            return moment
-    raise _missing(" or ".join(keys), channel)
+    raise _missing(keys[0], channel)
 
 
 def _check_ticker(channel: Channel, ticker: str) -> None:
@@ -338,7 +336,7 @@ def _flow_alert(channel: Channel, p: Mapping[str, Any]) -> Normalized:
     # The feed sends 0 even when volume and open interest say otherwise; the ratio is cheap to get right.
     if not ratio and open_interest > 0:
         ratio = fit_decimal(Decimal(volume) / Decimal(open_interest), "volume_oi_ratio", name, PRICE)
-    executed_at = _first_time(p, ("executed_at", "end_time", "created_at"), name)
+    executed_at = read_required_time(p, "executed_at", name)
     alert = FlowAlert(
         uw_id=read_text(p, "id", name, max_length=64, required=True),
         rule_name=read_text(p, "rule_name", name, max_length=100, clip=True)
@@ -400,7 +398,7 @@ def _option_trade(channel: Channel, p: Mapping[str, Any]) -> Normalized:
         premium = fit_decimal(price * size * multiplier, "premium", name, MONEY)
     nbbo_bid = read_decimal(p, "nbbo_bid", name, PRICE)
     nbbo_ask = read_decimal(p, "nbbo_ask", name, PRICE)
-    executed_at = _first_time(p, ("executed_at", "created_at"), name)
+    executed_at = read_required_time(p, "executed_at", name)
     trade = OptionTrade(
         uw_id=read_text(p, "id", name, max_length=64, required=True),
         ticker=ticker,
@@ -457,7 +455,7 @@ def _channel_ticker(channel: Channel, p: Mapping[str, Any]) -> str:
 def _price(channel: Channel, p: Mapping[str, Any]) -> Normalized:
     name = channel.name
     ticker = _channel_ticker(channel, p)
-    ts = _first_time(p, ("time", "timestamp"), name)
+    ts = read_required_time(p, "time", name)
     close = read_decimal(p, "close", name, PRICE, required=True)
     tick = PriceTick(ticker=ticker, ts=ts, close=close, volume=read_int(p, "vol", name) or read_int(p, "volume", name))
     return Normalized(kind=channel.kind, record=tick, ticker=ticker, data_time=ts)
@@ -473,9 +471,10 @@ GEX_FIELDS = {
 def _gex(channel: Channel, p: Mapping[str, Any]) -> Normalized:
     name = channel.name
     ticker = _channel_ticker(channel, p)
-    ts = _first_time(p, ("timestamp", "time"), name)
+    ts = read_required_time(p, "timestamp", name)
     exposures = {column: read_decimal(p, feed_key, name, BIG) for column, feed_key in GEX_FIELDS.items()}
-    snapshot = GexSnapshot(ticker=ticker, ts=ts, price=read_decimal(p, "price", name, PRICE), **exposures)
+    price = read_decimal(p, "price", name, PRICE, required=True)
+    snapshot = GexSnapshot(ticker=ticker, ts=ts, price=price, **exposures)
     return Normalized(kind=channel.kind, record=snapshot, ticker=ticker, data_time=ts)
 
 
@@ -494,7 +493,7 @@ GEX_STRIKE_FIELDS = (
 def _gex_strike(channel: Channel, p: Mapping[str, Any]) -> Normalized:
     name = channel.name
     ticker = _channel_ticker(channel, p)
-    ts = _first_time(p, ("timestamp", "time"), name)
+    ts = read_required_time(p, "timestamp", name)
     strike = read_decimal(p, "strike", name, PRICE, required=True)
     assert strike is not None  # required=True
     expiry = read_date(p, "expiry", name, required=channel.kind is ChannelKind.GEX_STRIKE_EXPIRY)
@@ -514,7 +513,7 @@ def _gex_strike(channel: Channel, p: Mapping[str, Any]) -> Normalized:
 def _news(channel: Channel, p: Mapping[str, Any]) -> Normalized:
     name = channel.name
     headline = read_text(p, "headline", name, max_length=10_000, required=True)
-    published_at = _first_time(p, ("timestamp", "created_at"), name)
+    published_at = read_required_time(p, "timestamp", name)
     source = read_text(p, "source", name, max_length=100, clip=True)
     key = hashlib.sha256(f"{headline}|{published_at.isoformat()}|{source}".encode()).hexdigest()
     item = NewsItem(
