@@ -256,6 +256,34 @@ def test_noise_lines_match_the_requested_fraction_kind_by_kind():
     assert stamps == sorted(stamps)
 
 
+def test_the_ingestion_normalizer_accepts_every_clean_line_and_rejects_each_noise_line_for_its_kind():
+    from apps.ingestion.uw.lines import parse_line
+    from apps.ingestion.uw.normalize import NormalizationError, is_join_ack, normalize_frame
+
+    session = build_session(DAY, SEED, noise=0.02, start=time(15, 25), end=time(15, 55))
+    rejected, repeats, hashes = Counter(), 0, set()
+    for line in session.lines:
+        try:
+            parsed = parse_line(line.text)
+            if not is_join_ack(parsed.payload):
+                normalize_frame(parsed.channel, parsed.payload)
+        except NormalizationError as exc:
+            assert line.noise, f"clean line rejected ({exc}): {line.text[:200]}"
+            rejected[(str(exc.kind), line.noise)] += 1
+            continue
+        repeats += parsed.frame_hash in hashes
+        hashes.add(parsed.frame_hash)
+    noise = session.stats.noise
+    assert repeats == noise["duplicate"]
+    assert rejected == Counter(
+        {
+            ("broken_json", "broken"): noise["broken"],
+            ("unknown_channel", "unknown_channel"): noise["unknown_channel"],
+            ("missing_field", "missing_field"): noise["missing_field"],
+        }
+    )
+
+
 def test_an_early_close_day_stops_at_its_own_options_close():
     early = date(2026, 11, 27)
     session = calendar.session_for(early)
