@@ -53,6 +53,7 @@ BOOK_BROKER = "book"
 ANNOUNCE_TASK = "distribution.announce"
 PRICE_PLACES = Decimal("0.000001")
 DEFAULT_TIME_EXIT_GRACE_SECONDS = 300
+DEFAULT_EXIT_RETRY_SECONDS = 30
 
 
 def client_order_id(*, signal_id: str, leg: str, attempt: int = 1) -> str:
@@ -65,6 +66,11 @@ def time_exit_grace() -> timedelta:
     """How long past a time exit the broker keeps being retried before the trade is closed on the books."""
     seconds = getattr(settings, "EXECUTION_TIME_EXIT_GRACE_SECONDS", DEFAULT_TIME_EXIT_GRACE_SECONDS)
     return timedelta(seconds=int(seconds))
+
+
+def exit_retry() -> timedelta:
+    """The least platform time between two exit attempts of one trade after a rejection."""
+    return timedelta(seconds=int(getattr(settings, "EXECUTION_EXIT_RETRY_SECONDS", DEFAULT_EXIT_RETRY_SECONDS)))
 
 
 # --- the order state machine ------------------------------------------------------------------------------------------
@@ -451,9 +457,14 @@ def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote
         # A crash between the exit fill and the close: finish the close from the filled order.
         with transaction.atomic():
             return _trade_close(order=done)
+    overdue = clock.now() >= trade.signal.time_exit_at + time_exit_grace()
     order = exits.filter(status__in=OPEN_ORDER_STATUSES).order_by("-attempt").first()
     if order is None:
-        attempt = (exits.aggregate(last=Max("attempt"))["last"] or 0) + 1
+        last = exits.order_by("-attempt").first()
+        if last is not None and last.status == OrderStatus.REJECTED and clock.now() - last.created_at < exit_retry():
+            # The broker refused moments ago (analytics may call several times a second): wait before asking again.
+            return _trade_book_close(trade=trade, failure=last.reject_reason) if overdue else trade
+        attempt = (last.attempt if last is not None else 0) + 1
         order = _order_get_or_create(
             decision=trade.signal.risk_decision,
             signal=trade.signal,
@@ -468,10 +479,8 @@ def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote
         )
     order = _order_send(order_id=order.pk, broker=broker)
     trade.refresh_from_db()
-    if trade.status == Trade.Status.OPEN and order.status == OrderStatus.REJECTED:
-        overdue = clock.now() >= trade.signal.time_exit_at + time_exit_grace()
-        if overdue:
-            return _trade_book_close(trade=trade, failure=order.reject_reason)
+    if trade.status == Trade.Status.OPEN and order.status == OrderStatus.REJECTED and overdue:
+        return _trade_book_close(trade=trade, failure=order.reject_reason)
     return trade
 
 

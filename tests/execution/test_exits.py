@@ -232,3 +232,15 @@ def test_with_no_grace_the_book_close_happens_on_the_first_call_past_the_time_ex
 
     opened.refresh_from_db()
     assert opened.status == "closed" and opened.exit_reason == "time"
+
+
+def test_after_a_rejected_exit_the_broker_is_not_asked_again_within_the_retry_interval(opened, committed):
+    clock.set_simulated(ny(11, 0))
+    put_quote(opened.option_symbol, bid="0.78", ask="0.82", ts=ny(10, 50))
+
+    with committed():
+        services.exits_manage(ticker="SPY", as_of=ny(11, 0))
+        clock.set_simulated(ny(11, 0, 20))
+        services.exits_manage(ticker="SPY", as_of=ny(11, 0, 20))
+
+    assert [o.status for o in exit_orders(opened)] == [OrderStatus.REJECTED]
