@@ -197,6 +197,7 @@ class _TickerDay:
             rng = random.Random(f"{self.key}|price|{ms}")
             received = ms + rng.randint(3, 40)
             if start_ms <= received < end_ms:
+                # shares in the interval: scaled off the ticker's option activity, U-shaped like it
                 volume = int(self.profile.strike_volume * 0.6 * clock.volatility_shape(ms) * rng.uniform(0.5, 1.5))
                 payload = {"close": f"{self.chain.spot(ms):.2f}", "time": ms, "vol": volume, "ticker": self.ticker}
                 yield received, [channel, payload]
