@@ -25,8 +25,11 @@ class HealthSnapshot:
     database_error: str
     redis_ok: bool
     redis_error: str
+    redis_in_process: bool
     redis_used_memory: int | None
     broker: str
+    broker_ok: bool
+    broker_error: str
     queue_depths: dict[str, int] = field(default_factory=dict)
     canary_at: str | None = None
     canary_age_seconds: float | None = None
@@ -35,8 +38,8 @@ class HealthSnapshot:
 
     @property
     def ok(self) -> bool:
-        """Database and Redis reachable; a stale canary is reported but does not make the stores unreachable."""
-        return self.database_ok and self.redis_ok
+        """Database, Redis and the broker reachable; a stale canary is reported but does not make them unreachable."""
+        return self.database_ok and self.redis_ok and self.broker_ok
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -68,6 +71,14 @@ def _queue_depths(broker_url: str) -> dict[str, int]:
         client.close()
 
 
+def _used_memory(client: redis.Redis) -> int | None:
+    try:
+        return int(client.info("memory").get("used_memory", 0))
+    except redis.ResponseError:
+        # The embedded default's in-process store answers PING but has no INFO: memory is simply not known there.
+        return None
+
+
 def health_snapshot() -> HealthSnapshot:
     """Database, Redis, broker queue depths, the worker canary's age and the kill switch, each checked separately so
     one unreachable store does not hide the state of the others."""
@@ -81,7 +92,7 @@ def health_snapshot() -> HealthSnapshot:
     client = store.get_redis()
     try:
         client.ping()
-        used_memory = int(client.info("memory").get("used_memory", 0))
+        used_memory = _used_memory(client)
         canary_raw = client.get(CANARY_KEY)
         kill_raw = client.get(KILL_SWITCH_KEY)
         redis_ok = True
@@ -100,13 +111,13 @@ def health_snapshot() -> HealthSnapshot:
 
     broker_url = settings.CELERY_BROKER_URL
     broker = _broker_kind(broker_url)
+    broker_ok, broker_error = True, ""
     depths: dict[str, int] = {}
     if broker in ("redis", "rediss", "unix"):
         try:
             depths = _queue_depths(broker_url)
         except redis.RedisError as exc:
-            redis_ok = False
-            redis_error = redis_error or f"broker: {type(exc).__name__}: {exc}"
+            broker_ok, broker_error = False, f"{type(exc).__name__}: {exc}"
 
     return HealthSnapshot(
         at=now.isoformat(),
@@ -114,8 +125,11 @@ def health_snapshot() -> HealthSnapshot:
         database_error=database_error,
         redis_ok=redis_ok,
         redis_error=redis_error,
+        redis_in_process=not settings.REDIS_URL,
         redis_used_memory=used_memory,
         broker=broker,
+        broker_ok=broker_ok,
+        broker_error=broker_error,
         queue_depths=depths,
         canary_at=canary_at,
         canary_age_seconds=canary_age,

@@ -77,7 +77,32 @@ def test_an_unreachable_redis_fails_the_snapshot_without_hiding_the_database(set
     assert not snapshot.ok
     assert snapshot.database_ok
     assert not snapshot.redis_ok and "ConnectionError" in snapshot.redis_error
+    assert not snapshot.broker_ok and "ConnectionError" in snapshot.broker_error
     assert snapshot.kill_switch_on is None
+
+
+def test_an_unreachable_broker_fails_the_snapshot_while_the_platform_redis_answers(settings, redis_store):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+
+    snapshot = health_snapshot()
+
+    assert snapshot.redis_ok and not snapshot.broker_ok
+    assert not snapshot.ok
+    assert snapshot.queue_depths == {}
+
+
+def test_the_embedded_in_process_store_is_healthy_without_memory_figures(settings):
+    from apps.core import store
+
+    settings.REDIS_URL = ""
+    settings.CELERY_BROKER_URL = "memory://"
+    store.reset_client()
+
+    snapshot = health_snapshot()
+
+    assert snapshot.ok and snapshot.redis_in_process
+    assert snapshot.redis_used_memory is None
+    assert (snapshot.broker, snapshot.queue_depths) == ("memory", {})
 
 
 def test_the_health_command_prints_json(redis_store):

@@ -13,8 +13,8 @@ from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, healt
 class Command(BaseCommand):
     help = (
         "Show database and Redis reachability, Redis memory, Celery queue depths, the ops canary's age and the kill "
-        "switch. Exits with status 1 when the database or Redis is unreachable (usable as a container healthcheck), "
-        "and with --require-fresh-canary also when the canary is stale."
+        "switch. Exits with status 1 when the database, Redis or the broker is unreachable (usable as a container "
+        "healthcheck), and with --require-fresh-canary also when the canary is stale."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,8 +42,9 @@ class Command(BaseCommand):
             f"health at {snapshot.at}: {'OK' if snapshot.ok else 'FAILING'}",
             f"  database     {state(snapshot.database_ok, snapshot.database_error)}",
             f"  redis        {state(snapshot.redis_ok, snapshot.redis_error)}"
+            + (", in-process store (REDIS_URL is not set)" if snapshot.redis_in_process else "")
             + (f", used_memory {snapshot.redis_used_memory} bytes" if snapshot.redis_used_memory is not None else ""),
-            f"  broker       {snapshot.broker}",
+            f"  broker       {snapshot.broker} {state(snapshot.broker_ok, snapshot.broker_error)}",
         ]
         if snapshot.queue_depths:
             lines.append("  queues       " + ", ".join(f"{q}={n}" for q, n in snapshot.queue_depths.items()))
