@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from apps.core import calendar, occ
 from apps.ingestion.sessions import NOISE_KINDS, build_session, generate_session, session_lines
+from apps.ingestion.sessions.chain import expiries_for
 
 DAY = date(2026, 11, 20)  # a Friday: 0DTE today, 1DTE on Monday the 23rd
 SEED = 7
@@ -291,6 +292,25 @@ def test_an_early_close_day_stops_at_its_own_options_close():
     last_tick = max(p["time"] for _, p in data_frames(records, "price"))
     assert last_tick == int(session.options_close.timestamp() * 1000)
     assert all(r["received_at"] < int(session.options_close.timestamp() * 1000) + 10_000 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (date(2026, 11, 20), (date(2026, 11, 20), date(2026, 11, 23), date(2026, 12, 4))),
+        (date(2026, 11, 25), (date(2026, 11, 25), date(2026, 11, 27), date(2026, 12, 11))),  # over Thanksgiving
+        (date(2026, 3, 20), (date(2026, 3, 20), date(2026, 3, 23), date(2026, 4, 10))),  # 2026-04-03 is Good Friday
+    ],
+)
+def test_expiries_are_today_the_next_trading_day_and_a_trading_friday_two_to_four_weeks_out(day, expected):
+    assert tuple(expiries_for(day).values()) == expected
+
+
+def test_a_window_that_ends_before_it_starts_or_an_impossible_noise_share_is_refused():
+    with pytest.raises(ValueError, match="window"):
+        build_session(DAY, SEED, start=time(11, 0), end=time(10, 0))
+    with pytest.raises(ValueError, match="noise"):
+        build_session(DAY, SEED, noise=0.7)
 
 
 def test_the_command_writes_gzip_into_a_new_directory_and_prints_a_summary(tmp_path, capsys):
