@@ -180,34 +180,44 @@ def tape_features(*, trades: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def minute_closes(ticks: Sequence[dict[str, Any]]) -> list[tuple[datetime, Decimal]]:
+    """The last close of each minute (the feed may tick several times a minute), oldest first."""
+    by_minute: dict[datetime, Decimal] = {}
+    for tick in ticks:
+        by_minute[tick["ts"].replace(second=0, microsecond=0)] = to_decimal(tick["close"])
+    return sorted(by_minute.items())
+
+
 def price_features(
-    *, ticks: Sequence[dict[str, Any]], as_of: datetime, session_open: datetime, opening_range: timedelta
+    *,
+    ticks: Sequence[dict[str, Any]],
+    as_of: datetime,
+    vwap: Decimal | None,
+    opening_range: tuple[Decimal, Decimal] | None,
+    tick_count: int,
 ) -> dict[str, Any]:
-    """VWAP, realized volatility (annualized, from 1-minute log returns), opening range and the 15-minute return."""
-    if not ticks:
-        return {"tick_count": 0}
-    closes = [to_decimal(t["close"]) for t in ticks]
-    spot = closes[-1]
-    volume = sum(t["volume"] for t in ticks)
-    vwap = sum((to_decimal(t["close"]) * t["volume"] for t in ticks), ZERO) / volume if volume else spot
-    recent = [float(c) for c in closes[-31:]]
-    returns = [math.log(b / a) for a, b in zip(recent, recent[1:], strict=False) if a > 0 and b > 0]
+    """VWAP distance, realized volatility (annualized, from 1-minute log returns of the recent ``ticks``), the
+    position against the opening range and the 15-minute return."""
+    minutes = minute_closes(ticks)
+    if not minutes:
+        return {"tick_count": tick_count}
+    spot = minutes[-1][1]
+    vwap = vwap or spot
+    closes = [float(close) for _, close in minutes]
+    returns = [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False) if a > 0 and b > 0]
     realized = statistics.pstdev(returns) * math.sqrt(MINUTE_BARS_PER_YEAR) if len(returns) >= 2 else 0.0
-    range_end = session_open + opening_range
-    in_range = [to_decimal(t["close"]) for t in ticks if session_open <= t["ts"] < range_end]
     features: dict[str, Any] = {
-        "tick_count": len(ticks),
+        "tick_count": tick_count,
         "spot": dec_str(spot),
         "vwap": dec_str(vwap.quantize(Decimal("0.0001"))),
         "spot_vs_vwap_pct": round(float((spot - vwap) / vwap * 100), 4) if vwap else 0.0,
         "realized_vol": round(realized, 4),
     }
-    if in_range and as_of >= range_end:
-        high, low = max(in_range), min(in_range)
-        position = "above" if spot > high else "below" if spot < low else "inside"
+    if opening_range is not None:
+        high, low = opening_range
         features["opening_range_high"], features["opening_range_low"] = dec_str(high), dec_str(low)
-        features["opening_range"] = position
-    earlier = [to_decimal(t["close"]) for t in ticks if t["ts"] <= as_of - timedelta(minutes=15)]
+        features["opening_range"] = "above" if spot > high else "below" if spot < low else "inside"
+    earlier = [close for minute, close in minutes if minute <= as_of - timedelta(minutes=15)]
     if earlier and earlier[-1]:
         features["return_15m_pct"] = round(float((spot - earlier[-1]) / earlier[-1] * 100), 4)
     return features

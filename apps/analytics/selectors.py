@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
+from django.db.models import DecimalField, F, Max, Min, Sum
 
 from apps.analytics.models import AnalyticsSnapshot
+from apps.core.money import to_decimal
 from apps.core.store import get_redis
 from apps.ingestion.models import FlowAlert, GexSnapshot, GexStrike, OptionTrade, PriceTick
 
@@ -51,7 +54,6 @@ TRADE_FIELDS = (
     "delta",
     "gamma",
     "side",
-    "tags",
     "executed_at",
 )
 GEX_STRIKE_LOOKBACK = timedelta(minutes=30)
@@ -90,12 +92,33 @@ def price_ticks_between(*, ticker: str, start: datetime, end: datetime) -> list[
     return list(rows.values("ts", "close", "volume"))
 
 
+def session_vwap(*, ticker: str, start: datetime, end: datetime) -> Decimal | None:
+    """Volume-weighted average of the tick closes in ``[start, end]``, summed in the database (one row back)."""
+    totals = PriceTick.objects.filter(ticker=ticker, ts__gte=start, ts__lte=end).aggregate(
+        value=Sum(F("close") * F("volume"), output_field=DecimalField(max_digits=40, decimal_places=6)),
+        volume=Sum("volume"),
+    )
+    if not totals["volume"] or totals["value"] is None:
+        return None
+    return to_decimal(totals["value"]) / totals["volume"]
+
+
+def price_range(*, ticker: str, start: datetime, end: datetime) -> tuple[Decimal, Decimal] | None:
+    """(high, low) of the tick closes in ``[start, end)``; ``None`` without ticks."""
+    extremes = PriceTick.objects.filter(ticker=ticker, ts__gte=start, ts__lt=end).aggregate(
+        high=Max("close"), low=Min("close")
+    )
+    if extremes["high"] is None:
+        return None
+    return to_decimal(extremes["high"]), to_decimal(extremes["low"])
+
+
 def latest_gex(*, ticker: str, end: datetime, lookback: timedelta) -> GexSnapshot | None:
     """The newest ticker-level GEX row at or before ``end`` (``None`` when it is older than ``lookback``)."""
     return GexSnapshot.objects.filter(ticker=ticker, ts__gte=end - lookback, ts__lte=end).order_by("-ts").first()
 
 
-def latest_gex_strikes(*, ticker: str, end: datetime) -> list[GexStrike]:
+def latest_gex_strikes(*, ticker: str, end: datetime) -> list[dict[str, Any]]:
     """The per-strike GEX rows (all expiries combined) of the newest ``gex_strike`` frame set at or before ``end``."""
     recent = GexStrike.objects.filter(
         ticker=ticker, ts__gte=end - GEX_STRIKE_LOOKBACK, ts__lte=end, expiry__isnull=True
@@ -103,7 +126,8 @@ def latest_gex_strikes(*, ticker: str, end: datetime) -> list[GexStrike]:
     newest = recent.order_by("-ts").values_list("ts", flat=True).first()
     if newest is None:
         return []
-    return list(recent.filter(ts=newest).order_by("strike"))
+    rows = recent.filter(ts=newest).order_by("strike")
+    return list(rows.values("id", "strike", "call_gamma_oi", "put_gamma_oi"))
 
 
 def latest_price(*, ticker: str) -> dict[str, str]:

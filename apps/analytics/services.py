@@ -41,9 +41,10 @@ DEFAULT_MIN_INTERVAL_SECONDS = 60
 # Flow-alert windows per bucket (minutes): the closing view looks at the last minutes only, swings at a longer run.
 ALERT_WINDOWS = {Bucket.ZERO_DTE: 30, Bucket.ONE_DTE: 45, Bucket.SWING_14D: 90, Bucket.MOC: 20}
 # Prints are far more numerous than alerts: one shared, shorter window keeps each snapshot to a few milliseconds.
-TRADE_WINDOW = timedelta(minutes=30)
+TRADE_WINDOW = timedelta(minutes=15)
 GEX_LOOKBACK = timedelta(minutes=15)
 OPENING_RANGE = timedelta(minutes=30)
+RECENT_TICKS = timedelta(minutes=31)
 SWING_MIN_DAYS = 14
 MAX_CANDIDATES = 24
 EVIDENCE_ALERTS = 8
@@ -182,8 +183,19 @@ def _market_features(
     *, ticker: str, as_of: datetime, session: calendar.MarketSession, trades: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], list[int]]:
     """Ticker-wide features (price, VWAP, volatility, GEX, walls, clock) shared by every bucket, and GEX row ids."""
-    ticks = selectors.price_ticks_between(ticker=ticker, start=session.open, end=as_of)
-    market = ft.price_features(ticks=ticks, as_of=as_of, session_open=session.open, opening_range=OPENING_RANGE)
+    # Recent ticks for volatility and momentum; the session-long VWAP and the opening range are summed in SQL, so
+    # the cost does not grow through the day.
+    ticks = selectors.price_ticks_between(ticker=ticker, start=max(session.open, as_of - RECENT_TICKS), end=as_of)
+    range_end = session.open + OPENING_RANGE
+    market = ft.price_features(
+        ticks=ticks,
+        as_of=as_of,
+        vwap=selectors.session_vwap(ticker=ticker, start=session.open, end=as_of),
+        opening_range=(
+            selectors.price_range(ticker=ticker, start=session.open, end=range_end) if as_of >= range_end else None
+        ),
+        tick_count=len(ticks),
+    )
     spot = to_decimal(market["spot"]) if "spot" in market else None
     if spot is None:
         latest = selectors.latest_price(ticker=ticker)
@@ -200,9 +212,10 @@ def _market_features(
             market["net_gex_dir"] = float(gex.gamma_dir)
     strike_rows = selectors.latest_gex_strikes(ticker=ticker, end=as_of)
     if strike_rows:
-        gex_ids.extend(row.pk for row in strike_rows[:1])
+        gex_ids.append(strike_rows[0]["id"])
         strikes = [
-            (row.strike, float(row.call_gamma_oi or 0), -abs(float(row.put_gamma_oi or 0))) for row in strike_rows
+            (row["strike"], float(row["call_gamma_oi"] or 0), -abs(float(row["put_gamma_oi"] or 0)))
+            for row in strike_rows
         ]
         market["gamma_profile_source"] = "gex_strike"
     else:
