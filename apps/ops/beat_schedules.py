@@ -19,6 +19,7 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from apps.core.beat import CRONTAB_FIELDS, PeriodicDeclaration, ScheduleDeclarationError, declared_periodic_tasks
+from apps.ops.services import audit_record
 
 MANAGED_MARKER = "managed by setup_schedules"
 
@@ -83,11 +84,12 @@ def _schedule_for(declaration: PeriodicDeclaration) -> tuple[IntervalSchedule | 
     return None, crontab
 
 
-def periodic_tasks_sync(*, declarations: Iterable[PeriodicDeclaration]) -> SyncReport:
+def periodic_tasks_sync(*, declarations: Iterable[PeriodicDeclaration], actor: str = "setup_schedules") -> SyncReport:
     """Make the managed ``PeriodicTask`` rows match ``declarations`` in one transaction.
 
-    Idempotent: a row is saved only when a field differs, so a second run reports everything unchanged and does
-    not make beat reload its schedule.  Managed rows no longer declared are disabled, never deleted.
+    Idempotent: a row is saved only when a field differs, so a second run reports everything unchanged, does not
+    make beat reload its schedule and writes no audit entry.  Managed rows no longer declared are disabled, never
+    deleted.  A run that changes anything leaves one audit entry saying what changed.
     """
     report = SyncReport()
     declared = list(declarations)
@@ -136,4 +138,12 @@ def periodic_tasks_sync(*, declarations: Iterable[PeriodicDeclaration]) -> SyncR
             # save() rather than a bulk update: PeriodicTask.save() bumps the change marker beat polls.
             row.save()
             report.disabled.append(row.name)
+
+        if report.created or report.updated or report.disabled:
+            audit_record(
+                actor=actor,
+                action="beat.schedules_synced",
+                target="django_celery_beat.PeriodicTask",
+                detail={"created": report.created, "updated": report.updated, "disabled": report.disabled},
+            )
     return report

@@ -30,7 +30,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.core.beat import PeriodicDeclaration
 from apps.ops.beat_schedules import periodic_tasks_sync
-from apps.ops.models import DeadLetter
+from apps.ops.models import AuditLog, DeadLetter
 from apps.ops.services import CANARY_KEY
 from tests.ops.compose_file import REPO, compose_command
 from tradingplatform.celery import app as celery_app
@@ -42,6 +42,7 @@ FLOWER_CREDENTIALS = "ops:flower-test-pw"
 # Beat's proof row sends to a queue no worker of this module consumes, so what beat sent stays countable.
 BEAT_PROOF_TASK = "test: beat proof"
 BEAT_PROOF_QUEUE = "beat-proof"
+PROOF_ACTOR = "tests.ops.processes"
 START_TIMEOUT = 90  # seconds; a loaded two-core machine starts four Django processes at once
 
 
@@ -124,6 +125,7 @@ def _cleanup_rows() -> None:
     PeriodicTask.objects.filter(name=BEAT_PROOF_TASK).delete()
     IntervalSchedule.objects.filter(every=1, period=IntervalSchedule.SECONDS, periodictask__isnull=True).delete()
     DeadLetter.objects.all().delete()
+    AuditLog.objects.filter(actor=PROOF_ACTOR).delete()
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
                 PeriodicDeclaration(
                     app="tests", name=BEAT_PROOF_TASK, task="ops.canary", interval_seconds=1, queue=BEAT_PROOF_QUEUE
                 )
-            ]
+            ],
+            actor=PROOF_ACTOR,
         )
         env = _process_env()
     web_port, flower_port = _free_port(), _free_port()

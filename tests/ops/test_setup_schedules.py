@@ -11,6 +11,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from apps.core.beat import PeriodicDeclaration
 from apps.ops import beat_schedules, schedules
 from apps.ops.beat_schedules import periodic_tasks_sync
+from apps.ops.models import AuditLog
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +50,22 @@ def test_a_second_sync_changes_no_row():
     assert sorted(second.unchanged) == ["test: morning report", "test: sweep"]
     assert _rows() == rows
     assert (CrontabSchedule.objects.count(), IntervalSchedule.objects.count()) == (crontabs, intervals)
+
+
+def test_a_sync_that_changes_rows_leaves_one_audit_entry_and_an_unchanged_one_none():
+    _sync(REPORT, SWEEP)
+    _sync(REPORT, SWEEP)
+    _sync(REPORT)
+
+    entries = list(AuditLog.objects.order_by("id").values_list("actor", "action", "detail"))
+    assert entries == [
+        (
+            "setup_schedules",
+            "beat.schedules_synced",
+            {"created": ["test: morning report", "test: sweep"], "updated": [], "disabled": []},
+        ),
+        ("setup_schedules", "beat.schedules_synced", {"created": [], "updated": [], "disabled": ["test: sweep"]}),
+    ]
 
 
 def test_crontab_rows_carry_the_new_york_timezone_by_default():
