@@ -36,6 +36,7 @@ class GammaProfile:
         self.scale = chain.profile.gamma_scale * rng.uniform(0.7, 1.3)
         self.wall_width = max(1.0, opening * 0.0025)
         self.slope = opening * 0.003
+        self._levels_at: tuple[int, tuple[float, int, int]] = (-1, (0.0, 0, 0))
 
     def _anchor(self, ms: int) -> float:
         """Where the profile is centred: positioning follows the underlying, twenty minutes behind it."""
@@ -43,12 +44,15 @@ class GammaProfile:
 
     def levels(self, ms: int) -> tuple[float, int, int]:
         """The flip, the call wall and the put wall at ``ms``."""
-        anchor = self._anchor(ms)
-        return (
-            anchor * (1.0 + self.flip_offset),
-            round(anchor * (1.0 + self.call_wall_offset)),
-            round(anchor * (1.0 - self.put_wall_offset)),
-        )
+        if self._levels_at[0] != ms:  # a snapshot asks for the same instant once per strike
+            anchor = self._anchor(ms)
+            levels = (
+                anchor * (1.0 + self.flip_offset),
+                round(anchor * (1.0 + self.call_wall_offset)),
+                round(anchor * (1.0 - self.put_wall_offset)),
+            )
+            self._levels_at = (ms, levels)
+        return self._levels_at[1]
 
     def _growth(self, ms: int) -> float:
         """Same-day gamma grows into the close as the 0DTE options near expiry."""

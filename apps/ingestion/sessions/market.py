@@ -72,9 +72,11 @@ class DayClock:
     close_ms: int
     options_close_ms: int
     grid_start_ms: int = field(init=False)
+    _activity_total: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.grid_start_ms = self.open_ms - PRE_MARKET_MINUTES * MINUTE_MS
+        self._activity_total = self._activity_integral(self.session_minutes)
 
     @property
     def session_minutes(self) -> float:
@@ -90,20 +92,18 @@ class DayClock:
         to_close = (self.close_ms - ms) / MINUTE_MS
         return 0.75 + 1.3 * math.exp(-since_open / 18.0) + 0.7 * math.exp(-to_close / 30.0)
 
+    def _activity_integral(self, minutes: float) -> float:
+        total = self.session_minutes
+        return (
+            minutes
+            + 2.5 * 25.0 * (1.0 - math.exp(-minutes / 25.0))
+            + 2.0 * 30.0 * (math.exp(-(total - minutes) / 30.0) - math.exp(-total / 30.0))
+        )
+
     def activity_share(self, ms: int) -> float:
         """Share of the day's option volume done by ``ms``: the integral of a U-shaped intensity, 0..1."""
-
-        def integral(minutes: float) -> float:
-            total = self.session_minutes
-            to_close = total - minutes
-            return (
-                minutes
-                + 2.5 * 25.0 * (1.0 - math.exp(-minutes / 25.0))
-                + 2.0 * 30.0 * (math.exp(-to_close / 30.0) - math.exp(-total / 30.0))
-            )
-
         minutes = min(max((ms - self.open_ms) / MINUTE_MS, 0.0), self.session_minutes)
-        return integral(minutes) / integral(self.session_minutes)
+        return self._activity_integral(minutes) / self._activity_total
 
 
 def plan_regimes(*, rng: random.Random, clock: DayClock) -> list[Regime]:
