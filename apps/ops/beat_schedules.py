@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from apps.core import queues
 from apps.core.beat import CRONTAB_FIELDS, PeriodicDeclaration, ScheduleDeclarationError, declared_periodic_tasks
 from apps.ops.services import audit_record
 
@@ -42,12 +43,17 @@ def registered_task_names() -> set[str]:
 
 def check_installable(declarations: Iterable[PeriodicDeclaration], *, known_tasks: set[str]) -> None:
     """Refuse declarations beat could store but no worker could run: an unknown task name would be sent on every
-    tick and fail each time, and kwargs travel as JSON text in the row."""
+    tick and fail each time, a queue no worker consumes would collect messages forever, and kwargs travel as JSON
+    text in the row."""
     for declaration in declarations:
         where = f"{declaration.app}.schedules entry {declaration.name!r}"
         if declaration.task not in known_tasks:
             raise ScheduleDeclarationError(
                 f"{where}: task {declaration.task!r} is not registered with the Celery app (no worker would run it)"
+            )
+        if declaration.queue is not None and declaration.queue not in queues.ALL:
+            raise ScheduleDeclarationError(
+                f"{where}: queue {declaration.queue!r} is not a stage queue ({', '.join(queues.ALL)})"
             )
         try:
             json.dumps(declaration.kwargs)

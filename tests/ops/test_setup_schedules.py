@@ -158,6 +158,7 @@ def test_a_declaration_with_enabled_false_installs_a_disabled_row():
         ({"name": "x", "task": "ops.canary", "interval_seconds": 5, "every": 3}, "unknown keys ['every']"),
         ({"name": "x", "task": "ops.no_such_task", "interval_seconds": 5}, "'ops.no_such_task' is not registered"),
         ({"name": "x", "task": "ops.canary", "interval_seconds": 5, "kwargs": {"at": object()}}, "JSON-serializable"),
+        ({"name": "x", "task": "ops.canary", "interval_seconds": 5, "queue": "opps"}, "'opps' is not a stage queue"),
     ],
 )
 def test_a_bad_declaration_fails_with_a_message_naming_the_app_and_entry_and_writes_nothing(
