@@ -12,8 +12,8 @@ from django.db import DatabaseError, connection
 
 from apps.core import clock, queues, store
 from apps.ops.services import CANARY_KEY
+from apps.risk.selectors import kill_switch_is_on
 
-KILL_SWITCH_KEY = "risk:kill_switch"
 # The canary runs every minute; three missed runs mean no worker consumes the ops queue (or beat is down).
 CANARY_STALE_AFTER_SECONDS = 180
 
@@ -34,6 +34,7 @@ class HealthSnapshot:
     canary_at: str | None = None
     canary_age_seconds: float | None = None
     canary_stale: bool = True
+    canary_error: str = ""
     kill_switch_on: bool | None = None
 
     @property
@@ -88,26 +89,32 @@ def health_snapshot() -> HealthSnapshot:
     redis_ok, redis_error, used_memory = False, "", None
     canary_at = None
     canary_age = None
+    canary_error = ""
     kill_switch = None
     client = store.get_redis()
     try:
         client.ping()
         used_memory = _used_memory(client)
         canary_raw = client.get(CANARY_KEY)
-        kill_raw = client.get(KILL_SWITCH_KEY)
         redis_ok = True
     except redis.RedisError as exc:
         redis_error = f"{type(exc).__name__}: {exc}"
     else:
-        kill_switch = kill_raw == "1"
         if canary_raw:
             try:
                 stamp = datetime.fromisoformat(canary_raw)
             except ValueError:
-                redis_error = f"{CANARY_KEY} holds {canary_raw!r}, not an ISO timestamp"
+                canary_error = f"{CANARY_KEY} holds {canary_raw!r}, not an ISO timestamp"
             else:
                 canary_at = stamp.isoformat()
                 canary_age = round((now - stamp).total_seconds(), 3)
+
+    if redis_ok:
+        # Risk's own reading: the Redis key, or its newest history row when the key is missing (a flushed Redis).
+        try:
+            kill_switch = kill_switch_is_on()
+        except (redis.RedisError, DatabaseError):
+            kill_switch = None
 
     broker_url = settings.CELERY_BROKER_URL
     broker = _broker_kind(broker_url)
@@ -134,5 +141,6 @@ def health_snapshot() -> HealthSnapshot:
         canary_at=canary_at,
         canary_age_seconds=canary_age,
         canary_stale=canary_age is None or canary_age > CANARY_STALE_AFTER_SECONDS,
+        canary_error=canary_error,
         kill_switch_on=kill_switch,
     )

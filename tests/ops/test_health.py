@@ -55,6 +55,16 @@ def test_an_old_canary_is_reported_stale(redis_store):
     assert snapshot.canary_age_seconds > CANARY_STALE_AFTER_SECONDS
 
 
+def test_a_canary_that_is_not_a_timestamp_is_stale_and_said_to_be_unreadable(redis_store):
+    redis_store.set(CANARY_KEY, "yesterday")
+    out = StringIO()
+
+    call_command("health", stdout=out)
+
+    assert health_snapshot().canary_stale
+    assert "canary       UNREADABLE (ops:canary holds 'yesterday', not an ISO timestamp)" in out.getvalue()
+
+
 def test_a_missing_canary_is_stale_and_the_kill_switch_state_is_read(redis_store):
     redis_store.set("risk:kill_switch", "1")
 

@@ -50,7 +50,9 @@ class Command(BaseCommand):
             lines.append("  queues       " + ", ".join(f"{q}={n}" for q, n in snapshot.queue_depths.items()))
         else:
             lines.append("  queues       (depths are read only when the broker is Redis)")
-        if snapshot.canary_at is None:
+        if snapshot.canary_error:
+            lines.append(f"  canary       UNREADABLE ({snapshot.canary_error})")
+        elif snapshot.canary_at is None:
             lines.append("  canary       MISSING (no worker has run ops.canary yet; is beat running?)")
         else:
             verdict = f"STALE (older than {CANARY_STALE_AFTER_SECONDS} s)" if snapshot.canary_stale else "fresh"
