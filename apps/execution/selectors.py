@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 
 from apps.core import calendar, clock
 from apps.core.money import CONTRACT_MULTIPLIER, ZERO
 from apps.execution.models import OPEN_ORDER_STATUSES, Fill, Order, OrderStatus, Position, Trade
-
-_MONEY = DecimalField(max_digits=30, decimal_places=8)
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,9 @@ class AccountState:
         return {key: str(value) for key, value in asdict(self).items()}
 
 
-def _sum(queryset: QuerySet, expression: object) -> Decimal:
-    value = queryset.aggregate(total=Sum(ExpressionWrapper(expression, output_field=_MONEY)))["total"]
-    return Decimal(value) if value is not None else ZERO
+def _decimal_sum(values: Iterable[Decimal | None]) -> Decimal:
+    # Summed in Python, not in SQL: SQLite aggregates decimals as floats, and money must stay exact.
+    return sum((v for v in values if v is not None), ZERO)
 
 
 def day_bounds(instant: datetime) -> tuple[datetime, datetime]:
@@ -47,26 +46,30 @@ def day_bounds(instant: datetime) -> tuple[datetime, datetime]:
 def realized_pnl_on_day(*, instant: datetime) -> Decimal:
     start, end = day_bounds(instant)
     closed = Trade.objects.filter(status=Trade.Status.CLOSED, exit_at__gte=start, exit_at__lt=end)
-    return _sum(closed, F("realized_pnl"))
+    return _decimal_sum(closed.values_list("realized_pnl", flat=True))
 
 
 def account_state() -> AccountState:
     """The paper account from the fills (cash), the open positions (value, open PnL) and today's closed trades."""
-    fills = Fill.objects.all()
-    bought = _sum(fills.filter(order__side=Order.Side.BUY), F("price") * F("quantity") * CONTRACT_MULTIPLIER)
-    sold = _sum(fills.filter(order__side=Order.Side.SELL), F("price") * F("quantity") * CONTRACT_MULTIPLIER)
-    commissions = _sum(fills, F("commission"))
-    cash = settings.ACCOUNT_STARTING_CASH + sold - bought - commissions
+    cash = settings.ACCOUNT_STARTING_CASH
+    for price, quantity, commission, side in Fill.objects.values_list("price", "quantity", "commission", "order__side"):
+        amount = price * quantity * CONTRACT_MULTIPLIER
+        cash += (amount if side == Order.Side.SELL else -amount) - commission
 
     positions_value = ZERO
     open_pnl = ZERO
-    for position in Position.objects.exclude(quantity=0).only("quantity", "avg_cost", "mark", "unrealized_pnl"):
-        price = position.mark if position.mark is not None else position.avg_cost
-        positions_value += price * position.quantity * CONTRACT_MULTIPLIER
-        open_pnl += position.unrealized_pnl
+    for quantity, avg_cost, mark, unrealized in open_positions().values_list(
+        "quantity", "avg_cost", "mark", "unrealized_pnl"
+    ):
+        positions_value += (mark if mark is not None else avg_cost) * quantity * CONTRACT_MULTIPLIER
+        open_pnl += unrealized
 
-    working_buys = Order.objects.filter(side=Order.Side.BUY, status__in=OPEN_ORDER_STATUSES)
-    reserved = _sum(working_buys, F("limit_price") * (F("quantity") - F("filled_quantity")) * CONTRACT_MULTIPLIER)
+    reserved = _decimal_sum(
+        limit * (quantity - filled) * CONTRACT_MULTIPLIER
+        for limit, quantity, filled in Order.objects.filter(
+            side=Order.Side.BUY, status__in=OPEN_ORDER_STATUSES
+        ).values_list("limit_price", "quantity", "filled_quantity")
+    )
     return AccountState(
         net_liq=cash + positions_value,
         cash=cash,

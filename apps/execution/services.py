@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Max
 
 from apps.core import clock, store
 from apps.core.events import deterministic_id, dumps
@@ -295,7 +295,8 @@ def _position_apply_fill(
 
 
 def _order_commissions(order: Order) -> Decimal:
-    return Fill.objects.filter(order=order).aggregate(total=Sum("commission"))["total"] or ZERO
+    # Summed in Python: SQLite would add the decimals as floats.
+    return sum(Fill.objects.filter(order=order).values_list("commission", flat=True), ZERO)
 
 
 def _order_settle(*, order: Order) -> None:
@@ -408,7 +409,7 @@ def exits_manage(*, ticker: str, as_of: datetime | str | None = None) -> list[Tr
 def _trade_manage(*, trade: Trade, broker: Broker) -> Trade | None:
     signal = trade.signal
     quote = broker.quote(trade.option_symbol)
-    if quote is not None and quote.mark is not None:
+    if quote is not None and quote.mark is not None and (quote.mark, quote.ts) != (trade.last_mark, trade.last_mark_at):
         _trade_mark(trade=trade, price=quote.mark, at=quote.ts)
     reason = _exit_reason(trade=trade, signal=signal)
     if reason is None:
