@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from django.db.models import DecimalField, F, Max, Min, Sum
 
-from apps.analytics.models import AnalyticsSnapshot
 from apps.core.money import to_decimal
 from apps.core.store import get_redis
 from apps.ingestion.models import FlowAlert, GexSnapshot, GexStrike, OptionTrade, PriceTick
@@ -152,7 +151,3 @@ def snapshot_from_redis(*, ticker: str, bucket: str) -> dict[str, Any]:
     if data.get("features"):
         data["features"] = orjson.loads(data["features"])
     return data
-
-
-def snapshots_for(*, ticker: str, as_of: datetime) -> list[AnalyticsSnapshot]:
-    return list(AnalyticsSnapshot.objects.filter(ticker=ticker, as_of=as_of).order_by("bucket"))

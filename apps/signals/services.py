@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from celery import current_app
@@ -109,8 +110,6 @@ def _signal_id(strategy: str, version: int, ticker: str, proposal: Proposal) -> 
 
 
 def _in_cooldown(*, strategy: str, ticker: str, snapshot: AnalyticsSnapshot, minutes: float) -> bool:
-    from datetime import timedelta
-
     window = timedelta(minutes=minutes)
     return Signal.objects.filter(
         strategy=strategy,
