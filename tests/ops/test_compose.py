@@ -146,20 +146,30 @@ def test_every_platform_process_waits_for_migrate_and_restarts_and_has_a_healthc
     assert services["redis"]["image"] == "redis:7"
 
 
+def _variables_settings_reads() -> set[str]:
+    source = (REPO / "tradingplatform" / "settings.py").read_text()
+    reader = r"(?:_choice|_int|_decimal|_bool|_url|_tickers|_tiers|env\.\w+)"
+    read = set(re.findall(reader + r'\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    if "DISCORD_WEBHOOK_URL_" in source:
+        # Read per configured tier (an f-string): the default tiers' names.
+        read |= {f"DISCORD_WEBHOOK_URL_{tier}" for tier in ("PREMIUM", "STANDARD", "FREE")}
+    assert len(read) > 30, "the pattern no longer finds settings.py's variables"
+    return read
+
+
 def test_env_example_lists_every_variable_settings_reads():
-    settings_source = (REPO / "tradingplatform" / "settings.py").read_text()
-    read = set(
-        re.findall(
-            r"""(?:_choice|_int|_decimal|_bool|_url|_tickers|_tiers|env\.\w+)\(\s*"([A-Z][A-Z0-9_]+)\"""",
-            settings_source,
-        )
-    )
-    tier_names = [t.split(":")[0].upper() for t in "premium:0,standard:60,free:300".split(",")]
-    read |= {f"DISCORD_WEBHOOK_URL_{t}" for t in tier_names} if "DISCORD_WEBHOOK_URL_" in settings_source else set()
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.MULTILINE))
 
-    assert len(read) > 30
-    assert read - listed == set()
+    assert _variables_settings_reads() - listed == set()
+
+
+def test_compose_passes_every_setting_to_the_platform_containers():
+    environment = compose_services()["web"]["environment"]
+    # Compose decides these itself: the broker is its Redis and tasks always go to the workers.
+    decided_by_compose = {"CELERY_BROKER_URL", "TP_TASKS_EAGER"}
+
+    assert _variables_settings_reads() - decided_by_compose - set(environment) == set()
+    assert decided_by_compose & set(environment) == set()
 
 
 def test_the_image_runs_as_a_non_root_user_and_collects_static_files_at_build():
