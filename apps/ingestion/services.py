@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +18,16 @@ from apps.core import clock
 from apps.core.events import dumps
 from apps.core.pipeline import enqueue_after_commit
 from apps.ingestion import bulk, redis_keys
-from apps.ingestion.models import FlowAlert, GexSnapshot, NewsItem, OptionTrade, PriceTick, QuarantinedFrame, RawFrame
+from apps.ingestion.models import (
+    FlowAlert,
+    GexSnapshot,
+    GexStrike,
+    NewsItem,
+    OptionTrade,
+    PriceTick,
+    QuarantinedFrame,
+    RawFrame,
+)
 from apps.ingestion.uw.lines import ParsedLine, digest, line_bytes, parse_line, storable_text
 from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKind, normalize_frame
 
@@ -192,6 +201,8 @@ def _archive(frames: list[_Accepted], *, source: str) -> dict[str, int]:
     """
     stored_at = connection.ops.adapt_datetimefield_value(clock.now())
     adapt_time = connection.ops.adapt_datetimefield_value
+    # Inserting in key order means two workers with overlapping batches wait for each other instead of deadlocking.
+    frames = sorted(frames, key=lambda item: item.line.frame_hash)
     rows = [
         (
             item.line.frame_hash,
@@ -247,9 +258,21 @@ def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: In
                 updates.add_flow_alert(redis_keys.epoch_ms(alert.executed_at), flow_alert_json(alert))
 
     for model, records in by_model.items():
+        # Key order again, for the same reason as the raw frames: overlapping batches queue, they do not deadlock.
+        records.sort(key=NATURAL_KEYS[model])
         bulk.insert_records(model, records)
         result.rows[model._meta.db_table] = len(records)
     return updates
+
+
+NATURAL_KEYS: dict[type[models.Model], Callable[[Any], Any]] = {
+    FlowAlert: lambda row: row.uw_id,
+    OptionTrade: lambda row: row.uw_id,
+    PriceTick: lambda row: (row.ticker, row.ts),
+    GexSnapshot: lambda row: (row.ticker, row.ts),
+    GexStrike: lambda row: row.natural_key,
+    NewsItem: lambda row: row.news_key,
+}
 
 
 def _text(value: Decimal | int | None) -> str:
@@ -356,7 +379,7 @@ def _quarantine(rejected: Iterable[_Rejected], *, source: str) -> None:
         )
         for item in rejected
     }
-    bulk.insert_records(QuarantinedFrame, list(rows.values()))
+    bulk.insert_records(QuarantinedFrame, [rows[key] for key in sorted(rows)])
 
 
 def analytics_task() -> Task | None:
