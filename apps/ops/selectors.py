@@ -1,9 +1,9 @@
-"""Reads of the ops app: the health snapshot behind ``manage.py health``."""
+"""Reads of the ops app: the health snapshot behind ``manage.py health``, dead-letter counts."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apps.core import clock, queues, store
+from apps.ops.models import DeadLetter
 from apps.ops.services import CANARY_KEY
 from apps.risk.selectors import kill_switch_is_on
 
@@ -36,6 +37,7 @@ class HealthSnapshot:
     canary_stale: bool = True
     canary_error: str = ""
     kill_switch_on: bool | None = None
+    dead_letters_last_24h: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,11 @@ class HealthSnapshot:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+
+def dead_letters_since(*, since: datetime) -> int:
+    """How many task runs failed since ``since`` (the ``at`` index makes this a range scan)."""
+    return DeadLetter.objects.filter(at__gte=since).count()
 
 
 def _database_check() -> tuple[bool, str]:
@@ -85,6 +92,7 @@ def health_snapshot() -> HealthSnapshot:
     one unreachable store does not hide the state of the others."""
     now = clock.now()
     database_ok, database_error = _database_check()
+    dead_letters = dead_letters_since(since=now - timedelta(hours=24)) if database_ok else None
 
     redis_ok, redis_error, used_memory = False, "", None
     canary_at = None
@@ -143,4 +151,5 @@ def health_snapshot() -> HealthSnapshot:
         canary_stale=canary_age is None or canary_age > CANARY_STALE_AFTER_SECONDS,
         canary_error=canary_error,
         kill_switch_on=kill_switch,
+        dead_letters_last_24h=dead_letters,
     )

@@ -176,3 +176,22 @@ def test_require_fresh_canary_passes_once_a_worker_ran_the_canary(redis_store):
 
     assert "canary       fresh" in out.getvalue()
     assert "kill switch  ON" in out.getvalue()
+
+
+def test_the_snapshot_counts_dead_letters_of_the_last_24_hours(redis_store):
+    from apps.ops.services import dead_letter_record
+
+    def fail_at(at):
+        with clock.simulated(at):
+            dead_letter_record(task_name="risk.review", task_id="t", args=[], kwargs={}, exception="ValueError: x")
+
+    now = clock.now()
+    fail_at(now - timedelta(hours=25))
+    fail_at(now - timedelta(hours=2))
+    fail_at(now - timedelta(minutes=1))
+    out = StringIO()
+
+    call_command("health", stdout=out)
+
+    assert health_snapshot().dead_letters_last_24h == 2
+    assert "dead letters 2 in the last 24 h" in out.getvalue()

@@ -59,4 +59,7 @@ class Command(BaseCommand):
             lines.append(f"  canary       {verdict}: {snapshot.canary_age_seconds} s ago at {snapshot.canary_at}")
         kill = {True: "ON", False: "off", None: "unknown (Redis unreachable)"}[snapshot.kill_switch_on]
         lines.append(f"  kill switch  {kill}")
+        if snapshot.dead_letters_last_24h is not None:
+            count = snapshot.dead_letters_last_24h
+            lines.append(f"  dead letters {count} in the last 24 h (admin: Operations > Dead letters)")
         return "\n".join(lines)
