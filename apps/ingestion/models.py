@@ -44,6 +44,8 @@ class QuarantinedFrame(models.Model):
 
     class Meta:
         db_table = "uw_quarantine"
+        # The console's "what was quarantined lately" view.
+        indexes = [models.Index(fields=["stored_at"], name="uw_quarantine_stored_at")]
 
     def __str__(self) -> str:
         return f"quarantined {self.channel or '?'}: {self.reason[:60]}"
@@ -111,7 +113,11 @@ class OptionTrade(models.Model):
 
     class Meta:
         db_table = "uw_option_trades"
-        indexes = [models.Index(fields=["ticker", "executed_at"])]
+        indexes = [
+            models.Index(fields=["ticker", "executed_at"]),
+            # The newest print of one contract (paper broker fallback quote, per-contract history).
+            models.Index(fields=["option_symbol", "-executed_at"], name="uw_opt_trade_symbol_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.option_symbol} {self.size}@{self.price}"

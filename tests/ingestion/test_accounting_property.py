@@ -52,9 +52,28 @@ def framed_junk(draw):
     return orjson.dumps({"received_at": received_at, "frame": [channel, payload]}).decode()
 
 
+tricky_lines = st.sampled_from(
+    [
+        "",
+        " ",
+        "NaN",
+        "[]",
+        "null",
+        '{"received_at": NaN, "frame": ["price:SPY", {}]}',
+        '{"received_at": 1e400, "frame": ["price:SPY", {}]}',
+        '{"received_at": 1795185060000, "frame": ["price:SPY", {"close": 1e308, "time": 1795185000000}]}',
+        '{"received_at": 1795185060000, "frame": ["price:SPY", {"close": "1", "time": 99999999999999999999}]}',
+        '{"received_at": 1795185060000, "frame": ["option_trades", {"id": "x", "option_symbol": "SPY261120C00600000",'
+        ' "price": "1", "size": 18446744073709551615, "executed_at": 1795185000000}]}',
+        '{"received_at": 1795185060000, "frame": ["price:SPY", {"close": "1", "time": 1795185000000, "x": "\\u0000"}]}',
+        '{"received_at": 1795185060000, "frame": ["price:' + "S" * 300 + '", {}]}',
+        '{"received_at": 1795185060000, "frame": ["' + "x" * 300 + '", {}]}',
+        '{"received_at": 1795185060000, "frame": ["price:SPY", {"close": "1", "time": 1795185000000}], "extra": 1}',
+    ]
+)
 junk_text = st.text(max_size=60) | st.binary(max_size=30).map(lambda b: b.decode("latin-1"))
 json_junk = json_values.map(lambda value: orjson.dumps(value).decode())
-any_line = st.one_of(valid_lines, framed_junk(), junk_text, json_junk)
+any_line = st.one_of(valid_lines, framed_junk(), tricky_lines, junk_text, json_junk)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
