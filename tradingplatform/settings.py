@@ -177,6 +177,11 @@ MARKET_TIME_ZONE = "America/New_York"
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+try:
+    # whitenoise warns on every request when the directory is missing (before the first collectstatic)
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -234,6 +239,11 @@ TRACKED_TICKERS = _tickers("TRACKED_TICKERS", "SPY,QQQ,IWM")
 TP_CLOCK_OFFSET_SECONDS = _int("TP_CLOCK_OFFSET_SECONDS", 0)
 ACCOUNT_STARTING_CASH = _decimal("ACCOUNT_STARTING_CASH", "100000")
 ANALYTICS_MIN_INTERVAL_SECONDS = _int("ANALYTICS_MIN_INTERVAL_SECONDS", 60, minimum=0)
+PRICING_RISK_FREE_RATE = _decimal("PRICING_RISK_FREE_RATE", "0.04")
+PAPER_COMMISSION_PER_CONTRACT = _decimal("PAPER_COMMISSION_PER_CONTRACT", "0.65")
+PAPER_QUOTE_MAX_AGE_SECONDS = _int("PAPER_QUOTE_MAX_AGE_SECONDS", 300, minimum=1)
+EXECUTION_TIME_EXIT_GRACE_SECONDS = _int("EXECUTION_TIME_EXIT_GRACE_SECONDS", 300, minimum=0)
+EXECUTION_EXIT_RETRY_SECONDS = _int("EXECUTION_EXIT_RETRY_SECONDS", 30, minimum=1)
 PAPER_FILL_SPREAD_SHARE = _decimal("PAPER_FILL_SPREAD_SHARE", "1")
 if not Decimal("0") <= PAPER_FILL_SPREAD_SHARE <= Decimal("1"):
     raise ImproperlyConfigured("PAPER_FILL_SPREAD_SHARE must be between 0 (mid) and 1 (far side of the spread)")

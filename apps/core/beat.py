@@ -67,6 +67,10 @@ def _declaration(app_label: str, raw: object) -> PeriodicDeclaration:
             crontab(**{k: str(v) for k, v in cron.items()})
         except ValueError as exc:
             raise ScheduleDeclarationError(f"{where}: invalid crontab {cron}: {exc}") from exc
+    if "timezone" in raw and not has_crontab:
+        raise ScheduleDeclarationError(f"{where}: 'timezone' applies to crontab entries only")
+    if not isinstance(raw.get("enabled", True), bool):
+        raise ScheduleDeclarationError(f"{where}: 'enabled' must be true or false")
     tz = raw.get("timezone", DEFAULT_TIMEZONE)
     try:
         ZoneInfo(tz)
@@ -84,7 +88,7 @@ def _declaration(app_label: str, raw: object) -> PeriodicDeclaration:
         timezone=tz,
         kwargs=kwargs,
         queue=raw.get("queue"),
-        enabled=bool(raw.get("enabled", True)),
+        enabled=raw.get("enabled", True),
     )
 
 

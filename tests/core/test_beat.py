@@ -17,9 +17,11 @@ def test_every_declared_periodic_task_is_valid_and_uniquely_named():
         ({"name": "x", "task": "a.b"}, "exactly one of"),
         ({"name": "x", "task": "a.b", "interval_seconds": 0}, "positive integer"),
         ({"name": "x", "task": "a.b", "crontab": {"hour": "25"}}, "invalid crontab"),
-        ({"name": "x", "task": "a.b", "interval_seconds": 5, "timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"name": "x", "task": "a.b", "crontab": {"hour": "9"}, "timezone": "Mars/Olympus"}, "unknown timezone"),
         ({"name": "x", "task": "", "interval_seconds": 5}, "'task' must be"),
         ({"name": "x", "task": "a.b", "interval_seconds": 5, "every": 3}, "unknown keys"),
+        ({"name": "x", "task": "a.b", "interval_seconds": 5, "timezone": "UTC"}, "crontab entries only"),
+        ({"name": "x", "task": "a.b", "interval_seconds": 5, "enabled": "no"}, "must be true or false"),
     ],
 )
 def test_bad_declarations_are_refused_naming_the_app_and_entry(raw, message):
