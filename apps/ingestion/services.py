@@ -237,6 +237,9 @@ def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: In
             previous = result.as_of.get(normalized.ticker)
             if previous is None or item.line.received_at > previous:
                 result.as_of[normalized.ticker] = item.line.received_at
+        if normalized.ack_status not in (None, "ok"):
+            # The socket accepted the join request but refused the channel (plan-gated): no data will come on it.
+            logger.warning("UW refused %s: %s", item.line.channel.name, item.line.payload_json[:300])
         record = normalized.record
         if record is None:
             continue

@@ -314,3 +314,11 @@ def test_the_whole_sample_session_ingests_with_nothing_quarantined(analytics, dj
     assert {ticker for ticker, _ in analytics.calls} == {"SPY", "QQQ", "IWM"}
     replay = ingest_lines(lines=lines, source="replay:sample")
     assert (replay.accepted, replay.duplicates, replay.quarantined) == (0, len(lines), 0)
+
+
+def test_a_refused_join_is_archived_and_logged(caplog):
+    refused = frames.line("gex:SPY", {"status": "error", "response": {"message": "plan does not include gex"}})
+    result = ingest_lines(lines=[refused], source="test")
+    assert result.accepted == 1
+    assert "UW refused gex:SPY" in caplog.text
+    assert "plan does not include gex" in caplog.text

@@ -295,3 +295,12 @@ def test_a_frame_without_a_required_field_is_rejected_even_when_a_lookalike_fiel
         normalize(channel, payload)
     assert exc.value.kind is RejectKind.MISSING_FIELD
     assert repr(field) in exc.value.reason
+
+
+def test_a_data_frame_that_happens_to_carry_a_status_field_is_still_data():
+    result = normalize("price:SPY", frames.price(status="open"))
+    assert isinstance(result.record, PriceTick)
+
+
+def test_an_error_ack_is_still_an_ack():
+    assert normalize("gex:SPY", {"status": "error", "response": {"message": "not authorized"}}).record is None

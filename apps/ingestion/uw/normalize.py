@@ -88,6 +88,7 @@ class Normalized:
     record: models.Model | None
     ticker: str | None  # the underlying whose market state this frame changes (drives analytics)
     data_time: datetime | None  # the market-data time of the row (what "latest" compares)
+    ack_status: str | None = None  # set for join acks: "ok", or what the server refused with
 
 
 # --- typed readers --------------------------------------------------------------------------------------------------
@@ -539,15 +540,21 @@ NORMALIZERS: dict[ChannelKind, Callable[[Channel, Mapping[str, Any]], Normalized
 }
 
 
+# Keys a join acknowledgement may carry; a payload with any other key is data, even if it also has a "status".
+ACK_KEYS = frozenset({"status", "response", "channel", "msg_type", "message", "error", "errors"})
+
+
 def is_join_ack(payload: object) -> bool:
     """``["option_trades", {"response": {}, "status": "ok"}]``: the server confirming a join, not market data."""
-    return isinstance(payload, dict) and ("status" in payload or "response" in payload)
+    return isinstance(payload, dict) and ("status" in payload or "response" in payload) and payload.keys() <= ACK_KEYS
 
 
 def normalize_frame(channel: Channel, payload: object) -> Normalized:
     """The row ``payload`` on ``channel`` becomes; ``NormalizationError`` says why it cannot become one."""
     if is_join_ack(payload):
-        return Normalized(kind=channel.kind, record=None, ticker=None, data_time=None)
+        assert isinstance(payload, dict)  # is_join_ack checked it
+        status = payload.get("status")
+        return Normalized(kind=channel.kind, record=None, ticker=None, data_time=None, ack_status=str(status or "ok"))
     if channel.kind is ChannelKind.RAW_ONLY:
         if not isinstance(payload, dict | list):
             raise NormalizationError(RejectKind.BAD_FRAME, f"{channel.name} payload is not an object or a list")
