@@ -34,6 +34,7 @@ from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKi
 logger = logging.getLogger(__name__)
 
 NEXT_STAGE_TASK = "analytics.update_ticker"
+LOOKUP_CHUNK = 5000
 
 
 @dataclass
@@ -136,11 +137,12 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         result._saw(parsed.received_at)
         candidates.setdefault(parsed.frame_hash, []).append((parsed, line))
 
-    archived = set(
-        RawFrame.objects.filter(frame_hash__in=list(candidates)).values_list("frame_hash", flat=True)
-        if candidates
-        else ()
-    )
+    hashes = list(candidates)
+    archived: set[str] = set()
+    # Chunked so that a caller's oversized batch stays within SQLite's bound-variable limit.
+    for start in range(0, len(hashes), LOOKUP_CHUNK):
+        chunk = hashes[start : start + LOOKUP_CHUNK]
+        archived.update(RawFrame.objects.filter(frame_hash__in=chunk).values_list("frame_hash", flat=True))
     fresh: list[_Accepted] = []
     for frame_hash, group in candidates.items():
         if frame_hash in archived:

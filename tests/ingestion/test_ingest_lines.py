@@ -322,3 +322,12 @@ def test_a_refused_join_is_archived_and_logged(caplog):
     assert result.accepted == 1
     assert "UW refused gex:SPY" in caplog.text
     assert "plan does not include gex" in caplog.text
+
+
+def test_a_batch_larger_than_one_look_up_or_insert_statement_is_still_one_exact_account(monkeypatch):
+    monkeypatch.setattr(services, "LOOKUP_CHUNK", 7)
+    lines = [frames.line("price:SPY", frames.price(time=frames.RECEIVED_MS - i * 1000)) for i in range(1200)]
+    first = ingest_lines(lines=lines[:600], source="test")
+    second = ingest_lines(lines=lines, source="test")
+    assert (first.accepted, second.accepted, second.duplicates) == (600, 600, 600)
+    assert PriceTick.objects.count() == RawFrame.objects.count() == 1200
