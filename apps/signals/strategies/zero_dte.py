@@ -28,7 +28,7 @@ class ZeroDte(FlowStrategy):
         "entry_start": "09:45",
         "entry_cutoff": "15:00",
         "time_exit": "15:45",
-        "cooldown_minutes": 20,
+        "cooldown_minutes": 30,
         "wall_pin_pct": 0.10,
     }
 
