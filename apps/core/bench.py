@@ -53,8 +53,8 @@ class PipelineBenchConfig:
     day: date
     seed: int = 11
     window_start: dtime = dtime(10, 0)
-    window_minutes: int = 30
-    speedup: float = 30.0
+    window_minutes: int = 60
+    speedup: float = 60.0
     send_interval_s: float = 0.05
     bare_chains: int = 200
     worker_concurrency: int = 2
@@ -103,8 +103,11 @@ def wipe_state() -> None:
 @contextmanager
 def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The compose worker layout as subprocesses, always stopped on exit."""
+    from apps.core.bench_setup import BENCH_ENV
+
     env = {
         **os.environ,
+        **BENCH_ENV,
         "TP_TASKS_EAGER": "0",
         "TP_CLOCK_OFFSET_SECONDS": str(offset_seconds),
         "LOG_LEVEL": "warning",
@@ -205,6 +208,30 @@ def session_lines(cfg: PipelineBenchConfig) -> list[tuple[int, dict[str, Any]]]:
     return lines
 
 
+PAYLOAD_TIME_FIELDS = ("executed_at", "created_at", "start_time", "end_time", "time", "timestamp")
+
+
+def restamp(obj: dict[str, Any], received_ms: int) -> dict[str, Any]:
+    """The line as a live listener would see it now: ``received_at`` is the sending instant and the payload's own
+    times move by the same amount, so every stage sees fresh data, as live (replayed faster than recorded, the
+    recorded times would otherwise run ahead of the clock)."""
+    shift_ms = received_ms - obj["received_at"]
+    channel, payload = obj["frame"]
+    if isinstance(payload, dict):
+        payload = dict(payload)
+        for key in PAYLOAD_TIME_FIELDS:
+            value = payload.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                payload[key] = value + shift_ms
+            elif isinstance(value, str) and "T" in value:
+                try:
+                    moved = datetime.fromisoformat(value.replace("Z", "+00:00")) + timedelta(milliseconds=shift_ms)
+                except ValueError:
+                    continue
+                payload[key] = moved.isoformat()
+    return {"received_at": received_ms, "frame": [channel, payload]}
+
+
 def send_session(
     lines: list[tuple[int, dict[str, Any]]], cfg: PipelineBenchConfig, progress: Callable[[int], None]
 ) -> tuple[int, int]:
@@ -220,9 +247,7 @@ def send_session(
         batch = []
         stamp = int(clock.now().timestamp() * 1000)
         while i < len(lines) and lines[i][0] - first <= elapsed_recorded_ms:
-            obj = dict(lines[i][1])
-            obj["received_at"] = stamp
-            batch.append(orjson.dumps(obj).decode())
+            batch.append(orjson.dumps(restamp(lines[i][1], stamp)).decode())
             i += 1
         if batch:
             ingest_batch.apply_async(args=[batch, "bench"])
