@@ -24,8 +24,8 @@ class Command(BaseCommand):
         pipeline.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
         pipeline.add_argument("--day", type=date.fromisoformat, help="session day (default: the last trading day)")
         pipeline.add_argument("--seed", type=int, default=11)
-        pipeline.add_argument("--window-minutes", type=int, default=60)
-        pipeline.add_argument("--speedup", type=float, default=60.0, help="recorded seconds sent per wall second")
+        pipeline.add_argument("--window-minutes", type=int, default=20)
+        pipeline.add_argument("--speedup", type=float, default=10.0, help="recorded seconds sent per wall second")
         pipeline.add_argument("--bare-chains", type=int, default=200)
         pipeline.add_argument("--concurrency", type=int, default=2, help="stage worker processes")
         pipeline.add_argument(
