@@ -23,6 +23,12 @@ $(VENV)/.dev-installed: $(VENV)/.prod-installed requirements/dev.txt
 	$(BIN)/pip install --quiet -r requirements/dev.txt
 	touch $@
 
+# The replay's progress bar and summary on a quiet console; `make run LOG_LEVEL=info` shows every signal, risk
+# decision and post (the local sinks) as it happens.
+RUN_LOG_LEVEL ?= warning
+
+run: export LOG_LEVEL ?= $(RUN_LOG_LEVEL)
+run: export LOG_FORMAT ?= console
 run: $(VENV)/.prod-installed
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py setup_schedules

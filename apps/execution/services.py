@@ -394,27 +394,34 @@ def exits_manage(*, ticker: str, as_of: datetime | str | None = None) -> list[Tr
     """
     broker = get_broker()
     closed: list[Trade] = []
+    touched = False
     for trade in open_trades(ticker=ticker.upper()).select_related("signal").order_by("entry_at", "id"):
-        result = _trade_manage(trade=trade, broker=broker)
+        result, marked = _trade_manage(trade=trade, broker=broker)
+        touched = touched or marked or result is not None
         if result is not None and result.status == Trade.Status.CLOSED:
             closed.append(result)
     if closed:
         logger.info("exits for %s as of %s: closed %s", ticker, as_of, [t.pk for t in closed])
-    # Marks moved the open PnL even when nothing closed: the daily loss limit is checked on every pass.
-    _daily_loss_guard()
-    _publish_book_after_commit()
+    if touched:
+        # Marks moved the open PnL even when nothing closed: the daily loss limit is checked on every pass that
+        # changed a mark or a trade (an unchanged book cannot newly breach it).
+        _daily_loss_guard()
+        _publish_book_after_commit()
     return closed
 
 
-def _trade_manage(*, trade: Trade, broker: Broker) -> Trade | None:
+def _trade_manage(*, trade: Trade, broker: Broker) -> tuple[Trade | None, bool]:
+    """Mark ``trade`` and exit it when due: (the trade after an exit attempt or ``None``, whether the mark moved)."""
     signal = trade.signal
     quote = broker.quote(trade.option_symbol)
+    marked = False
     if quote is not None and quote.mark is not None and (quote.mark, quote.ts) != (trade.last_mark, trade.last_mark_at):
         _trade_mark(trade=trade, price=quote.mark, at=quote.ts)
+        marked = True
     reason = _exit_reason(trade=trade, signal=signal)
     if reason is None:
-        return None
-    return _trade_exit(trade=trade, reason=reason, broker=broker, quote=quote)
+        return None, marked
+    return _trade_exit(trade=trade, reason=reason, broker=broker, quote=quote), marked
 
 
 def _exit_reason(*, trade: Trade, signal: Signal) -> str | None:
