@@ -100,6 +100,18 @@ def wipe_state() -> None:
     get_redis().flushdb()
 
 
+def database_url() -> str:
+    """The URL of the database this process is connected to (under pytest, the test database), for the workers."""
+    from urllib.parse import quote
+
+    db = connection.settings_dict
+    auth = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    address = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return f"postgres://{auth + '@' if auth else ''}{address}/{db['NAME']}"
+
+
 @contextmanager
 def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The compose worker layout as subprocesses, always stopped on exit."""
@@ -111,7 +123,7 @@ def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator
         "TP_TASKS_EAGER": "0",
         "TP_CLOCK_OFFSET_SECONDS": str(offset_seconds),
         "LOG_LEVEL": "warning",
-        "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
     }
     stage_queues = ",".join(q for q in queues.ALL if q != queues.EXECUTION)
@@ -301,16 +313,20 @@ def bench_pipeline(
     window_start = datetime.fromtimestamp(lines[0][0] / 1000, UTC)
     # Every process's clock reads "now" inside the session window, a few seconds before its first frame.
     offset = int((window_start - datetime.now(UTC)).total_seconds()) - 5
+    previous_offset = settings.TP_CLOCK_OFFSET_SECONDS
     settings.TP_CLOCK_OFFSET_SECONDS = offset
     connection.close()
-    with workers(offset_seconds=offset, concurrency=cfg.worker_concurrency, log_dir=log_dir) as procs:
-        wait_for_workers(procs)
-        bare = [run_bare_chain(f"bench:bare:{os.getpid()}") for _ in range(cfg.bare_chains)]
-        started = time.monotonic()
-        sent, batches = send_session(lines, cfg, progress or (lambda n: None))
-        send_s = time.monotonic() - started
-        drain_s = wait_for_drain(cfg.drain_timeout_s)
-        samples = pipeline_latencies()
+    try:
+        with workers(offset_seconds=offset, concurrency=cfg.worker_concurrency, log_dir=log_dir) as procs:
+            wait_for_workers(procs)
+            bare = [run_bare_chain(f"bench:bare:{os.getpid()}") for _ in range(cfg.bare_chains)]
+            started = time.monotonic()
+            sent, batches = send_session(lines, cfg, progress or (lambda n: None))
+            send_s = time.monotonic() - started
+            drain_s = wait_for_drain(cfg.drain_timeout_s)
+            samples = pipeline_latencies()
+    finally:
+        settings.TP_CLOCK_OFFSET_SECONDS = previous_offset
     if not samples:
         raise BenchError("no order reached the broker: the pipeline produced nothing to measure")
     from apps.execution.models import Order

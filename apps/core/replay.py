@@ -28,7 +28,9 @@ from apps.core.beat import PeriodicDeclaration, SimulatedBeat
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SECONDS = 10.0
+# Analytics recomputes a ticker at most once a minute of market time (unless a new flow alert arrives), so batches of
+# up to 30 s of frames cost little precision; the simulated beat still fires every sweep at its own due time.
+DEFAULT_BATCH_SECONDS = 30.0
 DEFAULT_BATCH_LINES = 1000
 # After the last frame the day is played on to this New York time, so exits, delayed posts and the post-market
 # report happen as they would live.
