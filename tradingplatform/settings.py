@@ -9,6 +9,7 @@ that names the variable.
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -177,11 +178,10 @@ MARKET_TIME_ZONE = "America/New_York"
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-try:
-    # whitenoise warns on every request when the directory is missing (before the first collectstatic)
+# whitenoise warns on every request when the directory is missing (before the first collectstatic); a read-only
+# image has it from collectstatic at build.
+with contextlib.suppress(OSError):
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError:
-    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -25,7 +25,7 @@ CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_yea
 
 
 class ScheduleDeclarationError(ValueError):
-    pass
+    """A ``schedules.py`` declaration that cannot be run; the message names the app and the entry."""
 
 
 @dataclass(frozen=True)

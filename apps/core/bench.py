@@ -45,7 +45,7 @@ BARE_CHAIN_QUEUES = [queues.INGESTION, queues.ANALYTICS, queues.SIGNALS, queues.
 
 
 class BenchError(RuntimeError):
-    pass
+    """The benchmark cannot run or measured nothing; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ CONTRACT_MULTIPLIER = 100
 
 
 class InvalidAmount(ValueError):
-    pass
+    """Not a finite number: money is never guessed."""
 
 
 def to_decimal(value: object) -> Decimal:

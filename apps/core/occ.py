@@ -11,7 +11,7 @@ OCC_RE = re.compile(r"^([A-Z.]+?)(\d{6})([CP])(\d{8})$")
 
 
 class InvalidOptionSymbol(ValueError):
-    pass
+    """Not an OCC option symbol (ROOT YYMMDD C|P STRIKE*1000)."""
 
 
 @dataclass(frozen=True, order=True)

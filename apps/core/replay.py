@@ -38,7 +38,7 @@ END_OF_DAY_NY = (16, 35)
 
 
 class SessionFileError(ValueError):
-    pass
+    """The session path cannot be read as a session file."""
 
 
 @dataclass

@@ -43,7 +43,7 @@ Outcome = DistributionLog.Outcome
 
 
 class TradeNotFound(LookupError):
-    pass
+    """The trade to announce does not exist; the failed task is kept as a dead letter."""
 
 
 def _tier_delays() -> dict[str, int]:

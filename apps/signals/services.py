@@ -31,7 +31,7 @@ PENDING_KEY = "signals:pending"
 
 
 class UnknownParameter(ValueError):
-    pass
+    """A strategy parameter the strategy does not know (a typo would otherwise leave the default in force)."""
 
 
 @dataclass

@@ -57,7 +57,7 @@ class Channel:
 
 
 class UnknownChannel(ValueError):
-    pass
+    """A channel name the Unusual Whales documentation does not list; its frame is quarantined."""
 
 
 def channel_resolve(name: str) -> Channel:
