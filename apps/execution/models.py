@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
-PRICE = {"max_digits": 18, "decimal_places": 6}
-MONEY = {"max_digits": 20, "decimal_places": 4}
+PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6}
+MONEY: dict[str, Any] = {"max_digits": 20, "decimal_places": 4}
 
 
 class OrderStatus(models.TextChoices):

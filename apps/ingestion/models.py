@@ -6,12 +6,14 @@ Every table is keyed on the feed's natural key, so a frame seen twice is one row
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
-PRICE = {"max_digits": 18, "decimal_places": 6}
-MONEY = {"max_digits": 20, "decimal_places": 4}
-GREEK = {"max_digits": 24, "decimal_places": 8}
-BIG = {"max_digits": 30, "decimal_places": 6}
+PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6}
+MONEY: dict[str, Any] = {"max_digits": 20, "decimal_places": 4}
+GREEK: dict[str, Any] = {"max_digits": 24, "decimal_places": 8}
+BIG: dict[str, Any] = {"max_digits": 30, "decimal_places": 6}
 
 
 class RawFrame(models.Model):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 
-PRICE = {"max_digits": 18, "decimal_places": 6}
-SHARE = {"max_digits": 8, "decimal_places": 4}
+PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6}
+SHARE: dict[str, Any] = {"max_digits": 8, "decimal_places": 4}
 
 
 class RiskLimits(models.Model):
