@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.analytics.models import AnalyticsSnapshot
 
@@ -26,8 +27,8 @@ class AnalyticsSnapshotAdmin(admin.ModelAdmin):
         "created_at",
     )
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: AnalyticsSnapshot | None = None) -> bool:
         return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.db.models import DecimalField, F, Max, Min, Sum
@@ -88,7 +88,8 @@ def option_trades_between(*, ticker: str, start: datetime, end: datetime) -> lis
 def price_ticks_between(*, ticker: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Price ticks (``ts``, ``close``, ``volume``) of ``ticker`` in ``[start, end]``, oldest first."""
     rows = PriceTick.objects.filter(ticker=ticker, ts__gte=start, ts__lte=end).order_by("ts")
-    return list(rows.values("ts", "close", "volume"))
+    # values() rows are plain dicts; the stubs type them as a TypedDict, which is not a dict[str, Any]
+    return cast(list[dict[str, Any]], list(rows.values("ts", "close", "volume")))
 
 
 def session_vwap(*, ticker: str, start: datetime, end: datetime) -> Decimal | None:
@@ -126,12 +127,12 @@ def latest_gex_strikes(*, ticker: str, end: datetime) -> list[dict[str, Any]]:
     if newest is None:
         return []
     rows = recent.filter(ts=newest).order_by("strike")
-    return list(rows.values("id", "strike", "call_gamma_oi", "put_gamma_oi"))
+    return cast(list[dict[str, Any]], list(rows.values("id", "strike", "call_gamma_oi", "put_gamma_oi")))  # as above
 
 
 def latest_price(*, ticker: str) -> dict[str, str]:
     """``latest:uw:price:{T}`` as written by ingestion (``close``, ``ts``, ``volume``); empty when absent."""
-    return get_redis().hgetall(f"latest:uw:price:{ticker}")
+    return cast(dict[str, str], get_redis().hgetall(f"latest:uw:price:{ticker}"))  # decode_responses
 
 
 def latest_quotes(*, symbols: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -147,7 +148,7 @@ def latest_quotes(*, symbols: Iterable[str]) -> dict[str, dict[str, str]]:
 
 def snapshot_from_redis(*, ticker: str, bucket: str) -> dict[str, Any]:
     """The latest snapshot of ``analytics:{ticker}:{bucket}`` with its features decoded; empty when absent."""
-    data = get_redis().hgetall(f"analytics:{ticker}:{bucket}")
+    data = cast(dict[str, Any], get_redis().hgetall(f"analytics:{ticker}:{bucket}"))  # str values, decode_responses
     if data.get("features"):
         data["features"] = orjson.loads(data["features"])
     return data

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from celery import current_app
 from django.conf import settings
@@ -39,7 +39,7 @@ SCHEMA_VERSION = 1
 EVENT_KIND = "analytics.snapshot"
 DEFAULT_MIN_INTERVAL_SECONDS = 60
 # Flow-alert windows per bucket (minutes): the closing view looks at the last minutes only, swings at a longer run.
-ALERT_WINDOWS = {Bucket.ZERO_DTE: 30, Bucket.ONE_DTE: 45, Bucket.SWING_14D: 90, Bucket.MOC: 20}
+ALERT_WINDOWS: dict[str, int] = {Bucket.ZERO_DTE: 30, Bucket.ONE_DTE: 45, Bucket.SWING_14D: 90, Bucket.MOC: 20}
 # Prints are far more numerous than alerts: one shared, shorter window keeps each snapshot to a few milliseconds.
 TRADE_WINDOW = timedelta(minutes=15)
 GEX_LOOKBACK = timedelta(minutes=15)
@@ -86,7 +86,7 @@ def _debounce(*, ticker: str, as_of: datetime) -> tuple[bool, str]:
     newest_alert = selectors.latest_flow_alert_id(
         ticker=ticker, end=as_of, lookback=timedelta(minutes=max(ALERT_WINDOWS.values()))
     )
-    state = get_redis().hgetall(f"analytics:debounce:{ticker}")
+    state = cast(dict[str, str], get_redis().hgetall(f"analytics:debounce:{ticker}"))  # decode_responses
     if not state.get("as_of"):
         return True, newest_alert
     last = datetime.fromisoformat(state["as_of"])
@@ -294,7 +294,7 @@ def _send_manage_exits(ticker: str, as_of: str) -> None:
     # The execution stage is built separately; send by name only once its task is registered in this process.
     task = current_app.tasks.get("execution.manage_exits")
     if task is not None:
-        task.apply_async(args=[ticker, as_of])
+        task.apply_async(args=(ticker, as_of))
 
 
 def snapshot_compute(*, ticker: str, as_of: datetime | str) -> SnapshotResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.commentary.models import AiReport
 
@@ -29,5 +30,5 @@ class AiReportAdmin(admin.ModelAdmin):
     )
     fields = ("status", "content", *readonly_fields)
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

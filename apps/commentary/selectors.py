@@ -23,7 +23,7 @@ TRADES_LISTED = 20
 GEX_STRIKES = 3
 
 
-def _model(label: str, name: str):  # type: ignore[no-untyped-def]
+def _model(label: str, name: str) -> type[Any] | None:
     """The model class, or None when its app is not installed (the only reason a section is 'not available')."""
     try:
         return django_apps.get_model(label, name)

@@ -13,15 +13,26 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
+import celery.schedules
 from celery.schedules import crontab
 from django.apps import apps as django_apps
 
 DEFAULT_TIMEZONE = "America/New_York"
 MAX_CATCH_UP = 120
 CRONTAB_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+
+
+class _ExpandedCrontab(Protocol):
+    """The expanded field sets a celery ``crontab`` sets in ``__init__`` (celery-types does not declare them)."""
+
+    minute: set[int]
+    hour: set[int]
+    day_of_week: set[int]
+    day_of_month: set[int]
+    month_of_year: set[int]
 
 
 class ScheduleDeclarationError(ValueError):
@@ -40,7 +51,8 @@ class PeriodicDeclaration:
     queue: str | None = None
     enabled: bool = True
 
-    def celery_crontab(self) -> crontab:
+    # ``celery.schedules.crontab`` spelled in full: in this class body ``crontab`` is the field above.
+    def celery_crontab(self) -> celery.schedules.crontab:
         return crontab(**{k: self.crontab.get(k, "*") for k in CRONTAB_FIELDS})
 
 
@@ -129,7 +141,11 @@ class SimulatedBeat:
         self._next_interval = {
             d.name: start + timedelta(seconds=d.interval_seconds or 0) for d in self._declarations if d.interval_seconds
         }
-        self._cron = [(d, d.celery_crontab(), ZoneInfo(d.timezone)) for d in self._declarations if d.crontab]
+        self._cron = [
+            (d, cast(_ExpandedCrontab, d.celery_crontab()), ZoneInfo(d.timezone))
+            for d in self._declarations
+            if d.crontab
+        ]
         # crontabs fire on minute boundaries strictly after the start
         self._minute_cursor = start.replace(second=0, microsecond=0)
         self.fired: dict[str, int] = {d.name: 0 for d in self._declarations}
@@ -166,7 +182,7 @@ class SimulatedBeat:
         due.sort(key=lambda item: item[0])
         return due
 
-    def run_until(self, until: datetime, advance: Callable[[datetime], None]) -> int:
+    def run_until(self, until: datetime, advance: Callable[[datetime], object]) -> int:
         """Fire everything due up to ``until`` in time order, moving the clock to each due time first."""
         fired = 0
         for at, declaration in self._due_until(until):

@@ -177,7 +177,7 @@ def run_bare_chain(run_key: str, *, timeout_s: float = 30.0) -> float:
     from apps.core.tasks import bench_hop
 
     redis = get_redis()
-    bench_hop.apply_async(args=[run_key, time.time(), BARE_CHAIN_QUEUES[1:]], queue=BARE_CHAIN_QUEUES[0])
+    bench_hop.apply_async(args=(run_key, time.time(), BARE_CHAIN_QUEUES[1:]), queue=BARE_CHAIN_QUEUES[0])
     popped = redis.blpop([run_key], timeout=timeout_s)
     if popped is None:
         raise BenchError(f"a bare chain did not finish within {timeout_s} s: are the workers consuming?")
@@ -262,7 +262,7 @@ def send_session(
             batch.append(orjson.dumps(restamp(lines[i][1], stamp)).decode())
             i += 1
         if batch:
-            ingest_batch.apply_async(args=[batch, "bench"])
+            ingest_batch.apply_async(args=(batch, "bench"))
             sent += len(batch)
             batches += 1
             progress(len(batch))
@@ -295,6 +295,7 @@ def pipeline_latencies() -> list[float]:
     # Entry orders only: an exit is triggered by a later mark, not by the frames its signal came from.
     entries = Order.objects.filter(leg=Order.Leg.ENTRY, submitted_at__isnull=False, signal__isnull=False)
     for submitted_at, as_of in entries.values_list("submitted_at", "signal__as_of"):
+        assert submitted_at is not None  # submitted_at__isnull=False above
         samples.append((submitted_at - as_of).total_seconds() * 1000)
     return samples
 

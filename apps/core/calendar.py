@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -48,7 +49,7 @@ class MarketSession:
 
 
 @functools.cache
-def _xnys():  # type: ignore[no-untyped-def]
+def _xnys() -> Any:  # an exchange_calendars.ExchangeCalendar (the package ships no type information)
     import exchange_calendars
 
     return exchange_calendars.get_calendar("XNYS", start=CALENDAR_START, end=CALENDAR_END)

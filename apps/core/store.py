@@ -2,14 +2,23 @@
 
 With ``REDIS_URL`` set this is a real Redis client; on the embedded default it is an in-process store with the same
 interface (fakeredis), so services never branch on which one they talk to.  Values are strings (``decode_responses``).
+
+redis-py types replies as ``bytes | str`` whatever ``decode_responses`` says, so readers ``cast`` them to ``str``;
+and it types an ``hset`` mapping as ``Mapping[FieldT, EncodableT]``, a ``Mapping`` being invariant in its key, so
+writers pass a ``dict[str, str]`` as ``cast(HashMapping, fields)``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import TypeAlias
 
 import redis
 from django.conf import settings
+from redis.typing import EncodableT, FieldT
+
+HashMapping: TypeAlias = Mapping[FieldT, EncodableT]
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None

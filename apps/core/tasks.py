@@ -16,6 +16,6 @@ def bench_hop(run_key: str, started_wall: float, queues: list[str]) -> None:
     Running it twice only records one more sample in a benchmark's scratch key; no platform state is touched.
     """
     if queues:
-        bench_hop.apply_async(args=[run_key, started_wall, queues[1:]], queue=queues[0])
+        bench_hop.apply_async(args=(run_key, started_wall, queues[1:]), queue=queues[0])
         return
     get_redis().rpush(run_key, f"{(time.time() - started_wall) * 1000:.3f}")

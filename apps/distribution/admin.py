@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.distribution.models import DistributionLog, DistributionPost
 
@@ -14,7 +15,7 @@ class DistributionLogInline(admin.TabularInline):
     fields = ("at", "outcome", "status_code", "sink", "response_excerpt")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: DistributionPost | None = None) -> bool:
         return False
 
 
@@ -30,7 +31,7 @@ class DistributionPostAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in DistributionPost._meta.fields]
     inlines = [DistributionLogInline]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -44,5 +45,5 @@ class DistributionLogAdmin(admin.ModelAdmin):
     list_per_page = 100
     readonly_fields = ("post", "tier", "sink", "outcome", "status_code", "response_excerpt", "at")
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

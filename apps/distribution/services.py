@@ -164,6 +164,7 @@ def posts_reclaim_stuck() -> int:
     reclaimed = 0
     cutoff = now - SENDING_TIMEOUT
     for post in DistributionPost.objects.filter(status=Status.SENDING, claimed_at__lt=cutoff):
+        assert post.claimed_at is not None  # claimed_at__lt above
         updated = DistributionPost.objects.filter(pk=post.pk, status=Status.SENDING, claimed_at=post.claimed_at).update(
             status=Status.SCHEDULED, release_at=now, claimed_at=None, last_error="reclaimed: send never finished"
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -356,6 +356,8 @@ def _trade_open(*, order: Order) -> Trade:
 
 def _trade_close(*, order: Order, note: str = "") -> Trade:
     """The exit filled: close the trade with its realized PnL (commissions of both legs included)."""
+    if order.trade_id is None:  # what .get(pk=None) would raise
+        raise Trade.DoesNotExist(f"exit order {order.pk} is not linked to a trade")
     trade = Trade.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.trade_id)
     if trade.status != Trade.Status.OPEN:
         return trade
@@ -620,7 +622,7 @@ def book_publish() -> None:
     pipe = store.get_redis().pipeline(transaction=True)
     pipe.delete(ORDERS_KEY, POSITIONS_KEY)
     if orders:
-        pipe.hset(ORDERS_KEY, mapping=orders)
+        pipe.hset(ORDERS_KEY, mapping=cast(store.HashMapping, orders))
     if positions:
-        pipe.hset(POSITIONS_KEY, mapping=positions)
+        pipe.hset(POSITIONS_KEY, mapping=cast(store.HashMapping, positions))
     pipe.execute()

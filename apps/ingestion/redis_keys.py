@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 
-from apps.core.store import get_redis
+from apps.core.store import HashMapping, get_redis
 
 FLOW_ALERTS = "uw:flow_alerts"
 FLOW_ALERTS_CAP = 1000
@@ -103,7 +104,7 @@ def latest_publish(*, updates: LatestUpdates) -> None:
                 for key, current in zip(keys, stored, strict=True):
                     ts_ms, fields = updates.hashes[key]
                     if ts_ms >= _stored_ms(current):
-                        pipe.hset(key, mapping=fields)
+                        pipe.hset(key, mapping=cast(HashMapping, fields))
                 for key, members in updates.price_ticks.items():
                     pipe.zadd(key, members)
                     newest = max(members.values())

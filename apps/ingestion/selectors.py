@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import orjson
 from django.db.models import Count
@@ -38,7 +39,7 @@ def _decimal(text: str | None) -> Decimal | None:
 
 def latest_quote(*, option_symbol: str) -> LatestQuote | None:
     """The contract's latest quote, or ``None`` when no trade of it has been ingested (or the hash is unreadable)."""
-    data = get_redis().hgetall(redis_keys.latest_quote_key(option_symbol))
+    data = cast(dict[str, str], get_redis().hgetall(redis_keys.latest_quote_key(option_symbol)))  # decode_responses
     if not data.get("ts"):
         return None
     try:
@@ -59,7 +60,7 @@ def latest_quote(*, option_symbol: str) -> LatestQuote | None:
 
 def latest_price(*, ticker: str) -> tuple[Decimal, datetime] | None:
     """The underlying's latest close and its market time, from ``latest:uw:price:{T}``."""
-    data = get_redis().hgetall(redis_keys.latest_price_key(ticker))
+    data = cast(dict[str, str], get_redis().hgetall(redis_keys.latest_price_key(ticker)))  # decode_responses
     close = _decimal(data.get("close"))
     if close is None or not data.get("ts"):
         return None

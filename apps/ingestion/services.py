@@ -87,9 +87,9 @@ class IngestResult:
             if ticker not in self.as_of or moment > self.as_of[ticker]:
                 self.as_of[ticker] = moment
         self.enqueued.extend(other.enqueued)
-        for moment in (other.first_received_at, other.last_received_at):
-            if moment is not None:
-                self._saw(moment)
+        for received_at in (other.first_received_at, other.last_received_at):
+            if received_at is not None:
+                self._saw(received_at)
 
     def _saw(self, received_at: datetime) -> None:
         if self.first_received_at is None or received_at < self.first_received_at:

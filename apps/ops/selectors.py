@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings
@@ -110,7 +110,7 @@ def health_snapshot() -> HealthSnapshot:
     else:
         if canary_raw:
             try:
-                stamp = datetime.fromisoformat(canary_raw)
+                stamp = datetime.fromisoformat(cast(str, canary_raw))  # decode_responses
             except ValueError:
                 canary_error = f"{CANARY_KEY} holds {canary_raw!r}, not an ISO timestamp"
             else:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -100,7 +100,7 @@ def limits_update(*, by: str, note: str = "", **changes: Any) -> RiskLimits:
 def _publish_limits(limits: RiskLimits) -> None:
     mapping = {name: str(getattr(limits, name)) for name in EDITABLE_LIMITS}
     mapping["version"] = str(limits.version)
-    store.get_redis().hset(LIMITS_KEY, mapping=mapping)
+    store.get_redis().hset(LIMITS_KEY, mapping=cast(store.HashMapping, mapping))
 
 
 # --- the daily loss limit ---------------------------------------------------------------------------------------------
@@ -340,6 +340,6 @@ def _publish_decision(*, decision: RiskDecision, signal_id: str, account: dict[s
     day = calendar.market_day(decision.decided_at).isoformat()
     pipe = client.pipeline(transaction=True)
     pipe.set(LAST_DECISION_KEY, dumps(summary).decode())
-    pipe.hset(ACCOUNT_KEY, mapping={**account, "updated_at": decision.decided_at.isoformat()})
+    pipe.hset(ACCOUNT_KEY, mapping=cast(store.HashMapping, {**account, "updated_at": decision.decided_at.isoformat()}))
     pipe.hincrby(DAY_STATS_KEY.format(day), "approved" if decision.approved else "rejected", 1)
     pipe.execute()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpRequest
 
 from apps.signals.models import Signal, StrategyConfig
 from apps.signals.services import UnknownParameter, strategy_config_revise
@@ -14,8 +17,9 @@ class StrategyConfigForm(forms.ModelForm):
         model = StrategyConfig
         fields = ("strategy", "parameters", "enabled", "note")
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        # BaseModelForm.clean returns self.cleaned_data, a dict (the stubs say BaseForm's ``dict | None``).
+        cleaned = cast(dict[str, Any], super().clean())
         parameters = cleaned.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise forms.ValidationError("parameters must be a JSON object")
@@ -32,7 +36,7 @@ class StrategyConfigAdmin(admin.ModelAdmin):
     ordering = ("strategy", "-version")
     readonly_fields = ("version", "created_at")
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request: HttpRequest, obj: StrategyConfig, form: Any, change: Any) -> None:
         try:
             revised = strategy_config_revise(
                 strategy=obj.strategy, parameters=obj.parameters, enabled=obj.enabled, note=obj.note
@@ -45,7 +49,7 @@ class StrategyConfigAdmin(admin.ModelAdmin):
         obj.pk, obj.version, obj.created_at = revised.pk, revised.version, revised.created_at
         messages.info(request, f"Saved as {revised}.")
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: StrategyConfig | None = None) -> bool:
         return False
 
 
@@ -61,14 +65,14 @@ class SignalAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: Signal | None = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Signal | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: Signal | None = None) -> bool:
         return False

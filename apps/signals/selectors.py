@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from django.db.models import QuerySet
@@ -15,7 +15,8 @@ from apps.signals.services import PENDING_KEY
 
 def pending_signals() -> dict[str, dict[str, Any]]:
     """``signals:pending`` decoded: signal_id -> summary."""
-    return {key: orjson.loads(value) for key, value in get_redis().hgetall(PENDING_KEY).items()}
+    pending = cast(dict[str, str], get_redis().hgetall(PENDING_KEY))  # decode_responses
+    return {key: orjson.loads(value) for key, value in pending.items()}
 
 
 def signals_between(*, start: datetime, end: datetime, strategy: str | None = None) -> QuerySet[Signal]:

@@ -143,7 +143,7 @@ def _send_risk_review(signal_id: str) -> None:
     # The risk stage is built separately; send by name only once its task is registered in this process.
     task = current_app.tasks.get("risk.review")
     if task is not None:
-        task.apply_async(args=[signal_id])
+        task.apply_async(args=(signal_id,))
 
 
 def signal_evaluate(*, snapshot_id: int) -> Evaluation:

@@ -49,20 +49,44 @@ class SignalLike(Protocol):
 
 class TradeLike(Protocol):
     """The attributes of ``apps.execution.models.Trade`` a message needs (a protocol, so messages can be previewed
-    from any object carrying them)."""
+    from any object carrying them).  Read-only properties, so a ``Trade``'s non-null ``entry_at`` satisfies
+    ``datetime | None`` (a plain protocol attribute is invariant)."""
 
-    id: int
-    strategy: str
-    ticker: str
-    option_symbol: str
-    quantity: int
-    entry_price: Decimal | None
-    entry_at: datetime | None
-    exit_price: Decimal | None
-    exit_at: datetime | None
-    exit_reason: str
-    realized_pnl: Decimal | None
-    fees: Decimal | None
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def strategy(self) -> str: ...
+
+    @property
+    def ticker(self) -> str: ...
+
+    @property
+    def option_symbol(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+    @property
+    def entry_price(self) -> Decimal | None: ...
+
+    @property
+    def entry_at(self) -> datetime | None: ...
+
+    @property
+    def exit_price(self) -> Decimal | None: ...
+
+    @property
+    def exit_at(self) -> datetime | None: ...
+
+    @property
+    def exit_reason(self) -> str: ...
+
+    @property
+    def realized_pnl(self) -> Decimal | None: ...
+
+    @property
+    def fees(self) -> Decimal | None: ...
 
 
 def truncate(text: str, limit: int) -> str:

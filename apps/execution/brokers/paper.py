@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import cast
 
 from django.conf import settings
 
@@ -56,7 +57,7 @@ class PaperBroker(Broker):
         return self._quote_from_redis(option_symbol) or self._quote_from_trades(option_symbol)
 
     def _quote_from_redis(self, option_symbol: str) -> BrokerQuote | None:
-        data = store.get_redis().hgetall(QUOTE_KEY.format(option_symbol))
+        data = cast(dict[str, str], store.get_redis().hgetall(QUOTE_KEY.format(option_symbol)))  # decode_responses
         ts = _parse_ts(data.get("ts", "")) if data else None
         if ts is None:
             return None

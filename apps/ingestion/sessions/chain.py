@@ -140,7 +140,7 @@ class Chain:
         """The every-minute set and the rest of the +-6 strike chain around ``atm`` (cached: asked every minute)."""
         cached = self._sets.get(atm)
         if cached is None:
-            core = []
+            core: list[Contract] = []
             for bucket, (call_offsets, put_offsets) in CORE_OFFSETS.items():
                 core.extend(self.contract(bucket, True, atm + k) for k in call_offsets)
                 core.extend(self.contract(bucket, False, atm + k) for k in put_offsets)

@@ -168,9 +168,9 @@ class _TickerDay:
         self.chain = Chain(ticker=ticker, profile=self.profile, clock=clock, path=path, iv_level=iv_level, seed_key=key)
         self.flow = FlowRenderer(chain=self.chain, profile=self.profile, rng=random.Random(f"{key}|flow"))
         planned: list[tuple[int, Callable[[], None]]] = [
-            (e.start_ms, lambda e=e: self.flow.render_episode(e)) for e in self.episodes
+            (e.start_ms, functools.partial(self.flow.render_episode, e)) for e in self.episodes
         ]
-        planned += [(a.ms, lambda a=a: self.flow.render_lone(a)) for a in self.lone_alerts]
+        planned += [(a.ms, functools.partial(self.flow.render_lone, a)) for a in self.lone_alerts]
         for _, render in sorted(planned, key=lambda item: item[0]):
             render()
         self.prints = self._plan_prints()

@@ -40,7 +40,7 @@ TRUMP = (
 NAMES = {"Nvidia": "NVDA", "Apple": "AAPL", "Microsoft": "MSFT", "Broadcom": "AVGO", "Tesla": "TSLA", "Amazon": "AMZN"}
 OFFICIALS = ("Waller", "Williams", "Logan", "Goolsbee", "Bowman", "Jefferson")
 SOURCES = ("Reuters", "Bloomberg", "Dow Jones", "Benzinga", "MarketWatch", "CNBC")
-TICKER_SETS = (["SPY"], ["QQQ"], ["IWM"], ["SPY", "QQQ"], ["SPY", "QQQ", "IWM"], [])
+TICKER_SETS: tuple[list[str], ...] = (["SPY"], ["QQQ"], ["IWM"], ["SPY", "QQQ"], ["SPY", "QQQ", "IWM"], [])
 
 
 def plan_news(*, rng: random.Random, clock: DayClock, regimes: list[Regime]) -> list[tuple[int, dict[str, Any]]]:

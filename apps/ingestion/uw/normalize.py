@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.db import models
 
@@ -105,6 +105,18 @@ def _invalid(key: str, channel: str, detail: str) -> NormalizationError:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+@overload
+def read_decimal(
+    payload: Mapping[str, Any], key: str, channel: str, spec: Mapping[str, int], *, required: Literal[True]
+) -> Decimal: ...
+
+
+@overload
+def read_decimal(
+    payload: Mapping[str, Any], key: str, channel: str, spec: Mapping[str, int], *, required: bool = False
+) -> Decimal | None: ...
 
 
 def read_decimal(
@@ -245,11 +257,12 @@ def parse_time(value: object) -> datetime:
     if isinstance(value, str):
         text = value.strip()
         try:
-            number: int | float | Decimal = Decimal(text)
+            parsed = Decimal(text)
         except InvalidOperation:
             return _parse_iso(text)
-        if not number.is_finite():
+        if not parsed.is_finite():
             raise ValueError(f"{_show(value)} is not a time")
+        number: int | float | Decimal = parsed
     elif isinstance(value, int | float):
         number = value
     else:
