@@ -38,6 +38,7 @@ run: $(VENV)/.prod-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
 	@command -v docker-compose >/dev/null || { echo "installing docker-compose (compose.yaml validation)"; \
