@@ -230,8 +230,16 @@ def summarize(counts: ReplayCounts) -> dict[str, Any]:
             "risk": {
                 "approved": decisions.filter(approved=True).count(),
                 "rejected": decisions.filter(approved=False).count(),
-                "rejection_reasons": dict(
-                    Counter(reason for reason in decisions.filter(approved=False).values_list("reason", flat=True))
+                # how often each check failed among the rejections (a rejection may fail several)
+                "rejected_by_check": dict(
+                    sorted(
+                        Counter(
+                            check["check"]
+                            for checks in decisions.filter(approved=False).values_list("checks", flat=True)
+                            for check in checks
+                            if not check.get("passed", True)
+                        ).items()
+                    )
                 ),
             },
             "orders": {

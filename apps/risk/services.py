@@ -26,7 +26,7 @@ from apps.execution.brokers.paper import commission_per_contract
 from apps.execution.selectors import AccountState, account_state, open_trades
 from apps.risk.models import KillSwitchEvent, RiskDecision, RiskLimits
 from apps.risk.selectors import KILL_SWITCH_KEY, kill_switch_is_on
-from apps.signals.models import Signal
+from apps.signals.models import Signal, Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,9 @@ def _time_checks(*, checks: _Checks, signal: Signal, limits: RiskLimits, now: da
             f"entry deadline {signal.entry_deadline.astimezone(calendar.NEW_YORK):%H:%M:%S} New York,"
             f" now {local:%H:%M:%S}",
         )
-    if signal.expiry == today and session is not None:
+    # Same-day contracts stop at the 0DTE cut-off, except the MOC strategy's: it exists to act in the closing window,
+    # and its hard entry deadline (checked above) bounds it instead.
+    if signal.expiry == today and signal.strategy != Strategy.MOC and session is not None:
         cutoff = datetime.combine(today, limits.zero_dte_entry_cutoff, tzinfo=calendar.NEW_YORK)
         # On an early close the cut-off keeps its distance from the close (15:00 -> 12:00 on a 13:00 close).
         regular_close = datetime.combine(today, datetime.min.time(), tzinfo=calendar.NEW_YORK).replace(hour=16)

@@ -243,6 +243,16 @@ def test_rejects_a_zero_dte_entry_after_the_cutoff_but_accepts_a_next_day_expiry
     assert services.signal_review(signal_id=one_dte.signal_id).approved is True
 
 
+def test_a_moc_entry_on_a_same_day_contract_is_bound_by_its_deadline_not_the_zero_dte_cutoff():
+    clock.set_simulated(ny(15, 40))
+    in_time = SignalFactory(strategy="moc", bucket="moc", entry_deadline=ny(15, 50), time_exit_at=ny(16, 10))
+    assert services.signal_review(signal_id=in_time.signal_id).approved is True
+
+    clock.set_simulated(ny(15, 51))
+    late = SignalFactory(strategy="moc", bucket="moc", ticker="QQQ", entry_deadline=ny(15, 50), time_exit_at=ny(16, 10))
+    assert failed_checks(services.signal_review(signal_id=late.signal_id)) == {"entry_deadline"}
+
+
 def test_zero_dte_cutoff_moves_earlier_on_an_early_close():
     black_friday = date(2025, 11, 28)  # the session closes at 13:00, so 0DTE entries stop at 12:00
     clock.set_simulated(ny(12, 15, day=black_friday))

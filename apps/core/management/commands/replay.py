@@ -76,7 +76,8 @@ def render(summary: dict[str, Any]) -> str:
     by_strategy = ", ".join(f"{k} {v}" for k, v in signals["by_strategy"].items()) or "none"
     lines += [
         f"  signals     {signals['total']} ({by_strategy})",
-        f"  risk        approved {summary['risk']['approved']}, rejected {summary['risk']['rejected']}",
+        f"  risk        approved {summary['risk']['approved']}, rejected {summary['risk']['rejected']}"
+        + (f" {summary['risk']['rejected_by_check']}" if summary["risk"]["rejected_by_check"] else ""),
         f"  orders      submitted {summary['orders']['submitted']}, filled {summary['orders']['filled']}, "
         f"rejected {summary['orders']['rejected']}",
         f"  trades      opened {summary['trades']['opened']}, closed {summary['trades']['closed']} "
