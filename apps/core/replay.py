@@ -35,6 +35,8 @@ DEFAULT_BATCH_LINES = 1000
 # After the last frame the day is played on to this New York time, so exits, delayed posts and the post-market
 # report happen as they would live.
 END_OF_DAY_NY = (16, 35)
+# ... and it starts no later than this, before the 09:00 pre-market report.
+START_OF_DAY_NY = (8, 59)
 
 
 class SessionFileError(ValueError):
@@ -96,6 +98,17 @@ def _run_periodic(declaration: PeriodicDeclaration) -> None:
     task.apply(kwargs=declaration.kwargs, throw=True)
 
 
+def _day_start(first: datetime) -> datetime:
+    """Where the simulated day begins: just before the pre-market report when the recording starts later, so a
+    replayed trading day sees its 09:00 New York work as a live one would."""
+    day = calendar.market_day(first)
+    if calendar.session_for(day) is None:
+        return first
+    hour, minute = START_OF_DAY_NY
+    start = datetime(day.year, day.month, day.day, hour, minute, tzinfo=calendar.NEW_YORK).astimezone(UTC)
+    return min(first, start)
+
+
 def _end_of_day(day: date) -> datetime | None:
     session = calendar.session_for(day)
     if session is None:
@@ -145,9 +158,10 @@ def replay_session(
         at = _received_at(line)
         if at is not None:
             if beat is None:
-                clock.set_simulated(at)
+                start = _day_start(at)
+                clock.set_simulated(start)
                 # Faithful: every sweep of a quiet stretch runs, so a delayed post is released when due, not later.
-                beat = SimulatedBeat(start=at, run=_run_periodic, max_catch_up=None)
+                beat = SimulatedBeat(start=start, run=_run_periodic, max_catch_up=None)
                 counts.first_received_at = at
             if batch_start is not None and (at - batch_start >= window or len(batch) >= batch_lines):
                 flush()

@@ -105,8 +105,8 @@ def test_an_hour_of_trading_goes_through_every_stage_and_a_second_replay_adds_no
     tiers = first["distribution"]["by_tier"]
     assert set(tiers) == {"premium", "standard", "free"}
     assert all(counts["sent"] > 0 for counts in tiers.values())
-    # played on to 16:35 New York: the intraday (12:30) and post-market (16:30) reports were written, as templates
-    assert first["reports"]["by_kind"] == {"intraday": "template", "post_market": "template"}
+    # the day is played from 08:59 to 16:35 New York: all three reports were written, as templates (no API key)
+    assert first["reports"]["by_kind"] == {"pre_market": "template", "intraday": "template", "post_market": "template"}
     every_signal_explained = Signal.objects.exclude(rationale="").exclude(rule="").count()
     assert every_signal_explained == Signal.objects.count()
     before = _state()
