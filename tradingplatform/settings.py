@@ -211,7 +211,9 @@ SPECTACULAR_SETTINGS = {"TITLE": "Trading platform API", "VERSION": "1"}
 
 # --- Redis and Celery -------------------------------------------------------------------------------------------------
 REDIS_URL = _url("REDIS_URL", ("redis", "rediss", "unix"))
-CELERY_BROKER_URL = _url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "memory")) or REDIS_URL or "memory://localhost/"
+CELERY_BROKER_URL = (
+    _url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "memory")) or REDIS_URL or "memory://localhost/"
+)
 CELERY_TASK_ALWAYS_EAGER = _bool("TP_TASKS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
