@@ -8,6 +8,7 @@ be assigned early, so the engine never sells to open.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -232,7 +233,7 @@ def features_used(features: dict[str, Any], contract: dict[str, Any]) -> dict[st
     return kept
 
 
-class FlowStrategy:
+class FlowStrategy(ABC):
     """A flow-driven long-options strategy; subclasses set the bucket, the windows, the exits and extra gates."""
 
     name: str = ""
@@ -258,11 +259,11 @@ class FlowStrategy:
         """The expiries a contract may have (``None``: whatever the bucket's snapshot offers)."""
         return None
 
+    @abstractmethod
     def time_exit(
         self, session: calendar.MarketSession, params: dict[str, Any], contract: dict[str, Any], as_of: datetime
     ) -> datetime:
-        """When the position must be closed at the latest (aware UTC)."""
-        raise NotImplementedError(f"{type(self).__name__} must define its time exit")
+        """When the position must be closed at the latest (aware UTC); every strategy defines its own."""
 
     def extra_gate(self, features: dict[str, Any], params: dict[str, Any], direction: str, as_of: datetime) -> str:
         """A strategy-specific reason to stay quiet, or ``""``."""
