@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standin import LoopbackStandin
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -33,7 +34,7 @@ class Request:
     status: int
 
 
-class AnthropicStandin:
+class AnthropicStandin(LoopbackStandin):
     def __init__(self, *, text: str = "SPY closed green.", input_tokens: int = 1200, output_tokens: int = 350):
         self.text = text
         self.input_tokens = input_tokens
@@ -42,22 +43,7 @@ class AnthropicStandin:
         self.requests: list[Request] = []
         self._errors: deque[int] = deque()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> AnthropicStandin:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def fail(self, *statuses: int) -> None:
         """The next requests get these error statuses, in order; then normal answers resume."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standin import LoopbackStandin
 
 
 @dataclass
@@ -67,33 +68,18 @@ def limit_violations(payload: dict[str, Any]) -> list[str]:
     return problems
 
 
-class DiscordStandin:
+class DiscordStandin(LoopbackStandin):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._scripts: dict[str, deque[Scripted]] = {}
         self._gone: set[str] = set()
         self.delay_seconds = 0.0
         self._ids = itertools.count(1_300_000_000_000_000_000)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__()
 
     # -- control -------------------------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
     def url(self, webhook: str) -> str:
         return f"http://127.0.0.1:{self.port}/api/webhooks/{webhook}"
-
-    def start(self) -> DiscordStandin:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def script(self, webhook: str, *responses: Scripted) -> None:
         """The next requests to ``webhook`` get these answers, in order; then normal service resumes."""
