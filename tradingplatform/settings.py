@@ -254,6 +254,50 @@ UW_API_TOKEN = env.str("UW_API_TOKEN", default="")
 UW_API_URL = _url("UW_API_URL", ("http", "https")) or "https://api.unusualwhales.com"
 UW_WS_URL = _url("UW_WS_URL", ("ws", "wss")) or "wss://api.unusualwhales.com/socket"
 
+
+def _channels(name: str, tickers: tuple[str, ...]) -> tuple[str, ...]:
+    """``flow-alerts,news,price:SPY`` -> channel names; a trailing ``:`` (``price:``) joins it for every ticker."""
+    default = "flow-alerts,news,price:,option_trades:,gex:,gex_strike:"
+    items: list[str] = []
+    for part in env.str(name, default=default).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if any(c.isspace() or c in '"[]{}' for c in part):
+            raise ImproperlyConfigured(f"{name}: {part!r} is not a channel name")
+        items.extend(f"{part}{t}" for t in tickers) if part.endswith(":") else items.append(part)
+    if not items:
+        raise ImproperlyConfigured(f"{name} must name at least one channel, e.g. flow-alerts,price:SPY")
+    return tuple(dict.fromkeys(items))
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.str(name, default=str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from exc
+    if not value >= minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+UW_CHANNELS = _channels("UW_CHANNELS", TRACKED_TICKERS)
+# The listener: frames per Celery batch, and the longest a frame waits for its batch to fill.
+UW_STREAM_BATCH_FRAMES = _int("UW_STREAM_BATCH_FRAMES", 1000, minimum=1)
+UW_STREAM_BATCH_MS = _int("UW_STREAM_BATCH_MS", 20, minimum=1)
+# Frames held in memory while the broker is unreachable; past it the oldest are dropped, counted and logged.
+UW_STREAM_BUFFER_FRAMES = _int("UW_STREAM_BUFFER_FRAMES", 500_000, minimum=1000)
+# Stall watchdog (UW's own example: ping after 30 s of silence, reconnect if no pong within 10 s).
+UW_STREAM_PING_AFTER_SECONDS = _float("UW_STREAM_PING_AFTER_SECONDS", 30.0, minimum=0.05)
+UW_STREAM_PONG_TIMEOUT_SECONDS = _float("UW_STREAM_PONG_TIMEOUT_SECONDS", 10.0, minimum=0.05)
+# Reconnect backoff: from the minimum, doubling to the maximum, plus up to 25 % jitter.
+UW_STREAM_BACKOFF_MIN_SECONDS = _float("UW_STREAM_BACKOFF_MIN_SECONDS", 5.0, minimum=0.01)
+UW_STREAM_BACKOFF_MAX_SECONDS = _float("UW_STREAM_BACKOFF_MAX_SECONDS", 60.0, minimum=0.01)
+# REST: the plan's request budget per minute (the client also obeys the x-uw-* headers and 429s) and timeouts.
+UW_REST_REQUESTS_PER_MINUTE = _int("UW_REST_REQUESTS_PER_MINUTE", 120, minimum=1)
+UW_REST_TIMEOUT_SECONDS = _float("UW_REST_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+
 IB_HOST = env.str("IB_HOST", default="127.0.0.1")
 IB_PORT = _int("IB_PORT", 7497, minimum=1)
 IB_CLIENT_ID = _int("IB_CLIENT_ID", 1, minimum=0)

@@ -9,14 +9,23 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.ingestion.models import (
+    Candle,
+    FieldFingerprint,
     FlowAlert,
     GexSnapshot,
     GexStrike,
+    GreekExposure,
+    MarketTide,
+    NetPremTick,
     NewsItem,
+    OptionContract,
     OptionTrade,
     PriceTick,
     QuarantinedFrame,
+    RawBatch,
     RawFrame,
+    RestPayload,
+    StockState,
 )
 
 
@@ -92,3 +101,58 @@ class NewsItemAdmin(ReadOnlyAdmin):
     @admin.display(description="headline")
     def short_headline(self, obj: NewsItem) -> str:
         return obj.headline[:100]
+
+
+@admin.register(RawBatch)
+class RawBatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "channel", "frames", "first_received_at", "last_received_at", "source")
+    search_fields = ("=channel",)
+    exclude = ("lines_zlib",)
+
+
+@admin.register(RestPayload)
+class RestPayloadAdmin(ReadOnlyAdmin):
+    list_display = ("id", "endpoint", "status", "elapsed_ms", "rows", "requested_at", "path")
+    search_fields = ("=endpoint", "=status")
+
+
+@admin.register(FieldFingerprint)
+class FieldFingerprintAdmin(ReadOnlyAdmin):
+    list_display = ("stream", "payloads_seen", "first_seen", "updated_at")
+    search_fields = ("=stream",)
+    ordering = ("stream",)
+
+
+@admin.register(GreekExposure)
+class GreekExposureAdmin(ReadOnlyAdmin):
+    list_display = ("id", "ticker", "date", "call_gamma", "put_gamma", "call_delta", "put_delta")
+    search_fields = ("=ticker",)
+
+
+@admin.register(StockState)
+class StockStateAdmin(ReadOnlyAdmin):
+    list_display = ("id", "ticker", "tape_time", "open", "high", "low", "close", "market_time")
+    search_fields = ("=ticker",)
+
+
+@admin.register(Candle)
+class CandleAdmin(ReadOnlyAdmin):
+    list_display = ("id", "ticker", "interval", "start_time", "open", "high", "low", "close", "volume")
+    search_fields = ("=ticker",)
+
+
+@admin.register(MarketTide)
+class MarketTideAdmin(ReadOnlyAdmin):
+    list_display = ("id", "ts", "net_call_premium", "net_put_premium", "net_volume")
+
+
+@admin.register(NetPremTick)
+class NetPremTickAdmin(ReadOnlyAdmin):
+    list_display = ("id", "ticker", "tape_time", "net_call_premium", "net_put_premium", "net_delta")
+    search_fields = ("=ticker",)
+
+
+@admin.register(OptionContract)
+class OptionContractAdmin(ReadOnlyAdmin):
+    list_display = ("option_symbol", "ticker", "expiry", "strike", "right", "open_interest", "volume", "as_of")
+    search_fields = ("=option_symbol", "=ticker")

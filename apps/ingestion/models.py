@@ -91,7 +91,7 @@ class FlowAlert(models.Model):
 class OptionTrade(models.Model):
     uw_id = models.CharField(max_length=64, unique=True)
     ticker = models.CharField(max_length=12)
-    option_symbol = models.CharField(max_length=32, db_index=True)
+    option_symbol = models.CharField(max_length=32)  # indexed with executed_at below
     expiry = models.DateField()
     right = models.CharField(max_length=1)
     strike = models.DecimalField(**PRICE)
@@ -112,6 +112,8 @@ class OptionTrade(models.Model):
     tags = models.JSONField(default=list, blank=True)
     exchange = models.CharField(max_length=16, blank=True)
     executed_at = models.DateTimeField()
+    # UW's own record time (socket ``created_at``): executed -> created -> committed is the feed's latency.
+    uw_created_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "uw_option_trades"
@@ -205,3 +207,220 @@ class NewsItem(models.Model):
 
     def __str__(self) -> str:
         return self.headline[:80]
+
+
+class RawBatch(models.Model):
+    """The raw archive of the high-volume channels (option trades): one compressed block of lines per ingest call.
+
+    A row per frame would cost more than the trade row itself; the tape is archived as it arrived, zlib-compressed
+    session lines (``{"received_at", "frame"}`` per line), only the lines that were new.  ``manage.py uw_archive``
+    writes them back out as a session file.
+    """
+
+    source = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=64)  # the channel family, e.g. option_trades
+    first_received_at = models.DateTimeField()
+    last_received_at = models.DateTimeField()
+    frames = models.IntegerField()
+    lines_zlib = models.BinaryField()
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "uw_raw_batches"
+        indexes = [models.Index(fields=["channel", "first_received_at"], name="uw_raw_batch_channel_time")]
+
+    def __str__(self) -> str:
+        return f"{self.frames} {self.channel} frames from {self.first_received_at:%H:%M:%S}"
+
+
+class RestPayload(models.Model):
+    """Every Unusual Whales REST response, body included, with what was asked and how it went."""
+
+    endpoint = models.CharField(max_length=64)  # the endpoint's name, e.g. flow_alerts, spot_exposures
+    path = models.CharField(max_length=300)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.IntegerField()  # HTTP status; 0 when no response came (timeout, refused)
+    elapsed_ms = models.IntegerField(default=0)
+    body = models.JSONField(null=True, blank=True)  # the parsed JSON body
+    body_text = models.TextField(blank=True)  # a body that was not JSON (500s are text/plain), or the error
+    rate = models.JSONField(default=dict, blank=True)  # the x-uw-* and retry-after headers as received
+    rows = models.IntegerField(default=0)  # normalized rows offered from it
+    requested_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "uw_rest_payloads"
+        indexes = [models.Index(fields=["endpoint", "-requested_at"], name="uw_rest_endpoint_time")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.status} @ {self.requested_at:%H:%M:%S}"
+
+
+class FieldFingerprint(models.Model):
+    """The fields (and their JSON types) a channel or endpoint has been seen to send: the baseline drift is against."""
+
+    stream = models.CharField(max_length=80, unique=True)  # ws:option_trades, rest:flow_alerts, ...
+    fields = models.JSONField(default=dict)  # field -> sorted list of JSON types seen (string, number, null, ...)
+    required = models.JSONField(default=list)  # fields present in every payload seen so far
+    payloads_seen = models.BigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "uw_field_fingerprints"
+
+    def __str__(self) -> str:
+        return f"{self.stream}: {len(self.fields)} fields"
+
+
+class DriftEvent(models.Model):
+    """A change in what a channel or endpoint sends: a new field, a missing one, or a field whose type changed."""
+
+    class Kind(models.TextChoices):
+        NEW_FIELD = "new_field", "new field"
+        MISSING_FIELD = "missing_field", "missing field"
+        RETYPED_FIELD = "retyped_field", "re-typed field"
+
+    stream = models.CharField(max_length=80)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    field = models.CharField(max_length=200)
+    expected = models.CharField(max_length=100, blank=True)  # the type(s) the baseline knows, or "present"
+    observed = models.CharField(max_length=100, blank=True)  # the type now seen, or "absent"
+    sample = models.JSONField(null=True, blank=True)  # one payload that showed it
+    occurrences = models.BigIntegerField(default=1)
+    first_seen = models.DateTimeField(db_index=True)
+    last_seen = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        db_table = "uw_drift_events"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "kind", "field", "observed"], name="uw_drift_event_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream}: {self.get_kind_display()} {self.field}"
+
+
+class GreekExposure(models.Model):
+    """Daily greek exposure of a ticker (REST ``/api/stock/{t}/greek-exposure``)."""
+
+    ticker = models.CharField(max_length=12)
+    date = models.DateField()
+    call_delta = models.DecimalField(**BIG, null=True)
+    put_delta = models.DecimalField(**BIG, null=True)
+    call_gamma = models.DecimalField(**BIG, null=True)
+    put_gamma = models.DecimalField(**BIG, null=True)
+    call_charm = models.DecimalField(**BIG, null=True)
+    put_charm = models.DecimalField(**BIG, null=True)
+    call_vanna = models.DecimalField(**BIG, null=True)
+    put_vanna = models.DecimalField(**BIG, null=True)
+
+    class Meta:
+        db_table = "uw_greek_exposures"
+        constraints = [models.UniqueConstraint(fields=["ticker", "date"], name="uw_greek_exposure_unique")]
+
+    def __str__(self) -> str:
+        return f"greeks {self.ticker} {self.date}"
+
+
+class StockState(models.Model):
+    """A ticker's session state (REST ``/api/stock/{t}/stock-state``), one row per tape time."""
+
+    ticker = models.CharField(max_length=12)
+    tape_time = models.DateTimeField()
+    open = models.DecimalField(**PRICE, null=True)
+    high = models.DecimalField(**PRICE, null=True)
+    low = models.DecimalField(**PRICE, null=True)
+    close = models.DecimalField(**PRICE, null=True)
+    prev_close = models.DecimalField(**PRICE, null=True)
+    volume = models.BigIntegerField(default=0)
+    total_volume = models.BigIntegerField(default=0)
+    market_time = models.CharField(max_length=8, blank=True)  # pr / r / po
+
+    class Meta:
+        db_table = "uw_stock_states"
+        constraints = [models.UniqueConstraint(fields=["ticker", "tape_time"], name="uw_stock_state_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.close} @ {self.tape_time:%H:%M}"
+
+
+class Candle(models.Model):
+    """OHLC candles (REST ``/api/stock/{t}/ohlc/{interval}``)."""
+
+    ticker = models.CharField(max_length=12)
+    interval = models.CharField(max_length=4)  # 1m, 5m, ...
+    start_time = models.DateTimeField()
+    end_time = models.DateTimeField()
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.BigIntegerField(default=0)
+    total_volume = models.BigIntegerField(default=0)
+    market_time = models.CharField(max_length=8, blank=True)
+
+    class Meta:
+        db_table = "uw_candles"
+        constraints = [models.UniqueConstraint(fields=["ticker", "interval", "start_time"], name="uw_candle_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.interval} {self.start_time:%H:%M}"
+
+
+class MarketTide(models.Model):
+    """Market-wide net premium and volume (REST ``/api/market/market-tide``)."""
+
+    ts = models.DateTimeField(unique=True)
+    net_call_premium = models.DecimalField(**MONEY, null=True)
+    net_put_premium = models.DecimalField(**MONEY, null=True)
+    net_volume = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "uw_market_tide"
+
+    def __str__(self) -> str:
+        return f"tide @ {self.ts:%H:%M}"
+
+
+class NetPremTick(models.Model):
+    """A ticker's net premium per minute (REST ``/api/stock/{t}/net-prem-ticks``)."""
+
+    ticker = models.CharField(max_length=12)
+    tape_time = models.DateTimeField()
+    net_call_premium = models.DecimalField(**MONEY, null=True)
+    net_put_premium = models.DecimalField(**MONEY, null=True)
+    net_call_volume = models.BigIntegerField(default=0)
+    net_put_volume = models.BigIntegerField(default=0)
+    net_delta = models.DecimalField(**BIG, null=True)
+
+    class Meta:
+        db_table = "uw_net_prem_ticks"
+        constraints = [models.UniqueConstraint(fields=["ticker", "tape_time"], name="uw_net_prem_tick_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ticker} net prem @ {self.tape_time:%H:%M}"
+
+
+class OptionContract(models.Model):
+    """The latest snapshot of one option contract (REST ``/api/stock/{t}/option-contracts``), updated in place."""
+
+    option_symbol = models.CharField(max_length=32, unique=True)
+    ticker = models.CharField(max_length=12, db_index=True)
+    expiry = models.DateField()
+    right = models.CharField(max_length=1)
+    strike = models.DecimalField(**PRICE)
+    volume = models.BigIntegerField(default=0)
+    open_interest = models.BigIntegerField(default=0)
+    implied_volatility = models.DecimalField(**GREEK, null=True)
+    nbbo_bid = models.DecimalField(**PRICE, null=True)
+    nbbo_ask = models.DecimalField(**PRICE, null=True)
+    last_price = models.DecimalField(**PRICE, null=True)
+    as_of = models.DateTimeField()  # when the snapshot was fetched
+
+    class Meta:
+        db_table = "uw_option_contracts"
+
+    def __str__(self) -> str:
+        return f"{self.option_symbol} oi {self.open_interest}"
