@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.ingestion import drift
 from apps.ingestion.models import (
     Candle,
+    DriftEvent,
     FieldFingerprint,
     FlowAlert,
     GexSnapshot,
@@ -156,3 +159,42 @@ class NetPremTickAdmin(ReadOnlyAdmin):
 class OptionContractAdmin(ReadOnlyAdmin):
     list_display = ("option_symbol", "ticker", "expiry", "strike", "right", "open_interest", "volume", "as_of")
     search_fields = ("=option_symbol", "=ticker")
+
+
+@admin.register(DriftEvent)
+class DriftEventAdmin(ReadOnlyAdmin):
+    """Drift of the feed (docs/ingestion_drift.md): read-only, but an operator with the change permission can
+    acknowledge events from the list."""
+
+    list_display = (
+        "id",
+        "stream",
+        "kind",
+        "field",
+        "expected",
+        "observed",
+        "occurrences",
+        "first_seen",
+        "last_seen",
+        "acknowledged_at",
+        "acknowledged_by",
+    )
+    list_filter = ("kind", ("acknowledged_at", admin.EmptyFieldListFilter))  # a small table: filters are cheap
+    search_fields = ("=stream", "=field")
+    ordering = ("-last_seen",)
+    actions = ("acknowledge_selected",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Only the list (and its action) asks without an object; every event's own page stays read-only.
+        if obj is not None:
+            return False
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(permissions=["change"], description="Acknowledge selected drift events")
+    def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[DriftEvent]) -> None:
+        count = drift.acknowledge(event_ids=queryset.values_list("id", flat=True), user=request.user.get_username())
+        self.message_user(request, f"{count} drift event(s) acknowledged.")
