@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
+import redis
 from celery import Task, current_app
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -17,7 +21,8 @@ from django.db import connection, models, transaction
 from apps.core import clock
 from apps.core.events import dumps
 from apps.core.pipeline import enqueue_after_commit
-from apps.ingestion import bulk, redis_keys
+from apps.core.store import get_redis
+from apps.ingestion import bulk, redis_keys, tape
 from apps.ingestion.models import (
     FlowAlert,
     GexSnapshot,
@@ -28,8 +33,16 @@ from apps.ingestion.models import (
     QuarantinedFrame,
     RawFrame,
 )
+from apps.ingestion.uw.channels import Channel, ChannelKind, UnknownChannel, channel_resolve
 from apps.ingestion.uw.lines import ParsedLine, digest, line_bytes, parse_line, storable_text
-from apps.ingestion.uw.normalize import NormalizationError, Normalized, RejectKind, normalize_frame
+from apps.ingestion.uw.normalize import (
+    NormalizationError,
+    Normalized,
+    RejectKind,
+    is_join_ack,
+    normalize_frame,
+    parse_time,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +141,12 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
     # Lines grouped by frame hash, in arrival order: the first line of a new, valid frame is the accepted one.
     candidates: dict[str, list[tuple[ParsedLine, object]]] = {}
 
+    tape_frames: list[tape.TapeFrame] = []
     for line in lines:
+        frame = _tape_frame(line)
+        if frame is not None:
+            tape_frames.append(frame)
+            continue
         try:
             parsed = parse_line(line)
         except NormalizationError as exc:
@@ -136,6 +154,9 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
             continue
         result._saw(parsed.received_at)
         candidates.setdefault(parsed.frame_hash, []).append((parsed, line))
+    if tape_frames:
+        result._saw(_from_ms(min(frame.received_ms for frame in tape_frames)))
+        result._saw(_from_ms(max(frame.received_ms for frame in tape_frames)))
 
     hashes = list(candidates)
     archived: set[str] = set()
@@ -165,6 +186,8 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         result.duplicates += len(fresh) - len(inserted)
         result.accepted = len(inserted)
         updates = _persist_rows(inserted, raw_ids, result)
+        if tape_frames:
+            _ingest_tape(tape_frames, source=source, result=result, rejected=rejected)
         _quarantine(rejected, source=source)
         result.quarantined = len(rejected)
         result.quarantine_reasons = dict(Counter(item.kind.value for item in rejected))
@@ -182,6 +205,139 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
             result.quarantine_reasons,
         )
     return result
+
+
+_RECEIVED_PREFIX = '{"received_at":'
+
+
+def _tape_frame(line: object) -> tape.TapeFrame | None:
+    """The line as an option-tape frame when it plainly is one; ``None`` sends it down the general path.
+
+    Only the envelope is checked here; any doubt (not text, broken JSON, an odd ``received_at``, a join ack, a NUL)
+    leaves the line to ``parse_line``, which rejects with the precise reason or archives it as a general frame.
+    """
+    if type(line) is not str or "option_trades" not in line[:80] or "\\u0000" in line:
+        return None
+    try:
+        envelope = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(envelope) is not dict:
+        return None
+    frame = envelope.get("frame")
+    if type(frame) is not list or len(frame) != 2:
+        return None
+    name, payload = frame
+    if type(name) is not str or type(payload) is not dict or is_join_ack(payload):
+        return None
+    channel = _TAPE_CHANNELS.get(name)
+    if channel is None:
+        try:
+            channel = channel_resolve(name)
+        except UnknownChannel:
+            return None
+        if channel.kind is not ChannelKind.OPTION_TRADE:
+            return None
+        _TAPE_CHANNELS[name] = channel
+    received = envelope.get("received_at")
+    if type(received) is int and tape.EARLIEST_MS <= received < tape.LATEST_MS:
+        received_ms = received
+    else:
+        try:
+            received_ms = tape.utc_ms(parse_time(received))
+        except ValueError:
+            return None
+    return tape.TapeFrame(line=line, received_ms=received_ms, channel=channel, payload=payload)
+
+
+_TAPE_CHANNELS: dict[str, Channel] = {}
+
+
+def _from_ms(ms: int) -> datetime:
+    return tape.EPOCH + timedelta(milliseconds=ms)
+
+
+def _ingest_tape(frames: list[tape.TapeFrame], *, source: str, result: IngestResult, rejected: list[_Rejected]) -> None:
+    outcome = tape.ingest_tape(frames, source=source)
+    result.accepted += outcome.accepted
+    result.duplicates += outcome.duplicates
+    for channel, count in outcome.by_channel.items():
+        result.by_channel[channel] = result.by_channel.get(channel, 0) + count
+    if outcome.rows:
+        result.rows[OptionTrade._meta.db_table] = result.rows.get(OptionTrade._meta.db_table, 0) + outcome.rows
+    for ticker, received_ms in outcome.as_of_ms.items():
+        result.tickers.add(ticker)
+        moment = _from_ms(received_ms)
+        if ticker not in result.as_of or moment > result.as_of[ticker]:
+            result.as_of[ticker] = moment
+    for frame, exc in outcome.rejected:
+        rejected.append(_reject(frame.line, exc, frame.channel.name, _from_ms(frame.received_ms)))
+    if outcome.created_ms and source == LIVE_SOURCE:
+        created = outcome.created_ms
+        transaction.on_commit(lambda: ingest_lag_record(created_ms=created))
+
+
+def ingest_lag_record(*, created_ms: Sequence[int], now_ms: int | None = None) -> None:
+    """Add the lag of committed trades (UW's ``created_at`` to commit) to the ``uw:ingest:lag_ms`` histogram."""
+    current = int(time.time() * 1000) if now_ms is None else now_ms
+    counts: Counter[str] = Counter()
+    total = 0
+    for created in created_ms:
+        lag = max(0, current - created)
+        total += lag
+        counts[_lag_bucket(lag)] += 1
+    try:
+        with get_redis().pipeline(transaction=False) as pipe:
+            for bucket, count in counts.items():
+                pipe.hincrby(LAG_HISTOGRAM_KEY, bucket, count)
+            pipe.hincrby(LAG_HISTOGRAM_KEY, "count", len(created_ms))
+            pipe.hincrby(LAG_HISTOGRAM_KEY, "sum", total)
+            pipe.execute()
+    except redis.RedisError as exc:  # a metric: losing one batch's lag must not fail the committed batch
+        logger.warning("ingest lag not recorded: %s", exc)
+
+
+LIVE_SOURCE = "uw_ws"
+LAG_HISTOGRAM_KEY = "uw:ingest:lag_ms"
+# Upper bounds (ms, inclusive) of the lag histogram's buckets; "inf" takes the rest.
+LAG_BUCKETS_MS = (
+    1,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    25,
+    30,
+    40,
+    50,
+    60,
+    75,
+    100,
+    125,
+    150,
+    200,
+    250,
+    300,
+    400,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    10000,
+    30000,
+    60000,
+)
+
+
+def _lag_bucket(lag: int) -> str:
+    index = bisect.bisect_left(LAG_BUCKETS_MS, lag)
+    return str(LAG_BUCKETS_MS[index]) if index < len(LAG_BUCKETS_MS) else "inf"
 
 
 def _reject(line: object, exc: NormalizationError, channel: str, received_at: datetime | None) -> _Rejected:

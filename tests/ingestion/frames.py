@@ -162,3 +162,12 @@ def news(**overrides: Any) -> dict[str, Any]:
 
 def join_ack(channel: str) -> str:
     return line(channel, {"response": {}, "status": "ok"})
+
+
+def archived_frames() -> int:
+    """Frames in the raw archive: a row each in ``uw_raw_frames``, plus the option tape's compressed blocks."""
+    from django.db.models import Sum
+
+    from apps.ingestion.models import RawBatch, RawFrame
+
+    return RawFrame.objects.count() + (RawBatch.objects.aggregate(n=Sum("frames"))["n"] or 0)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.ingestion.models import QuarantinedFrame, RawFrame
+from apps.ingestion.models import QuarantinedFrame
 from apps.ingestion.services import ingest_lines
 from tests.ingestion import frames
 
@@ -79,10 +79,10 @@ any_line = st.one_of(valid_lines, framed_junk(), tricky_lines, junk_text, json_j
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(any_line, max_size=25))
 def test_every_line_is_accepted_duplicate_or_quarantined_exactly_once(lines):
-    raw_before = RawFrame.objects.count()
+    raw_before = frames.archived_frames()
     result = ingest_lines(lines=lines, source="property")
     assert result.accepted + result.duplicates + result.quarantined == len(lines)
-    assert RawFrame.objects.count() - raw_before == result.accepted
+    assert frames.archived_frames() - raw_before == result.accepted
     assert sum(result.by_channel.values()) == result.accepted
     assert sum(result.quarantine_reasons.values()) == result.quarantined
     assert QuarantinedFrame.objects.count() >= (1 if result.quarantined else 0)

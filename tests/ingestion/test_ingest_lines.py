@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from apps.ingestion import services
+from apps.ingestion import services, tape
 from apps.ingestion.models import (
     FlowAlert,
     GexSnapshot,
@@ -18,6 +18,7 @@ from apps.ingestion.models import (
     OptionTrade,
     PriceTick,
     QuarantinedFrame,
+    RawBatch,
     RawFrame,
 )
 from apps.ingestion.services import ingest_lines
@@ -66,7 +67,9 @@ def test_one_frame_of_every_channel_is_archived_and_normalized():
     lines = one_of_each()
     result = ingest_lines(lines=lines, source="test")
     assert (result.accepted, result.duplicates, result.quarantined) == (7, 0, 0)
-    assert RawFrame.objects.count() == 7
+    # The option trade is archived in the tape's compressed block, every other frame as a row.
+    assert RawFrame.objects.count() == 6
+    assert frames.archived_frames() == 7
     assert FlowAlert.objects.count() == OptionTrade.objects.count() == PriceTick.objects.count() == 1
     assert GexSnapshot.objects.count() == NewsItem.objects.count() == 1
     assert GexStrike.objects.count() == 2
@@ -126,14 +129,26 @@ def test_key_order_does_not_make_a_frame_new():
     assert (first.accepted, second.duplicates) == (1, 1)
 
 
-def test_the_same_trade_on_the_market_wide_and_ticker_channels_is_archived_twice_but_stored_once():
+def test_the_same_trade_on_the_market_wide_and_ticker_channels_is_one_trade():
     trade = frames.option_trade()
     result = ingest_lines(
         lines=[frames.line("option_trades", trade), frames.line("option_trades:SPY", trade)], source="test"
     )
-    assert result.accepted == 2
-    assert RawFrame.objects.count() == 2
+    # The tape's identity is UW's trade id: the second copy is a duplicate, archived once.
+    assert (result.accepted, result.duplicates) == (1, 1)
     assert OptionTrade.objects.count() == 1
+    assert frames.archived_frames() == 1
+
+
+def test_the_tape_archive_holds_the_new_trade_lines_as_received():
+    lines = [frames.line("option_trades:SPY", frames.option_trade(id=f"t-{i}")) for i in range(3)]
+    ingest_lines(lines=lines[:1], source="test")
+    ingest_lines(lines=lines, source="uw_ws")
+    batches = list(RawBatch.objects.order_by("id"))
+    assert [batch.frames for batch in batches] == [1, 2]
+    assert tape.archived_lines(batches[1]) == lines[1:]
+    assert batches[1].source == "uw_ws"
+    assert batches[1].channel == "option_trades"
 
 
 @pytest.mark.parametrize(
@@ -307,9 +322,11 @@ def test_the_whole_sample_session_ingests_with_nothing_quarantined(analytics, dj
                 totals[key] += getattr(result, key)
     assert totals["quarantined"] == 0
     assert totals["accepted"] + totals["duplicates"] == len(lines)
-    assert RawFrame.objects.count() == totals["accepted"]
+    assert frames.archived_frames() == totals["accepted"]
     channels = {orjson.loads(line)["frame"][0] for line in lines}
-    assert set(RawFrame.objects.values_list("channel", flat=True)) == channels
+    assert set(RawFrame.objects.values_list("channel", flat=True)) == {
+        name for name in channels if not name.startswith("option_trades")
+    }
     assert FlowAlert.objects.count() > 0 and OptionTrade.objects.count() > 0
     assert {ticker for ticker, _ in analytics.calls} == {"SPY", "QQQ", "IWM"}
     replay = ingest_lines(lines=lines, source="replay:sample")

@@ -1,0 +1,484 @@
+"""The option tape: ``option_trades`` frames, the feed's high-volume channel, ingested in bulk.
+
+The whole US option tape is millions of prints a day, so this path does per frame only what correctness needs: the
+frame's fields are checked against the same rules as ``uw.normalize`` but without building ``Decimal`` or datetime
+objects for well-formed values (decimal strings are checked with a pattern and written as text; PostgreSQL's numeric
+input rounds them to the column exactly as the slow path's quantize would).  Anything unusual (a number where a
+string is usual, an ISO time, a malformed value) goes through the full normalizer, so accepted rows and quarantine
+reasons are the same whichever way a frame took.
+
+Rows reach PostgreSQL with one ``COPY`` into a temporary staging table and one ``INSERT … SELECT … ON CONFLICT
+(uw_id) DO NOTHING RETURNING uw_id``: the returned ids are exactly the new trades (a redelivered batch, a reconnect
+overlap or a concurrent worker's copy are duplicates).  The raw frames of the new trades are archived as one
+compressed block per call (``uw_raw_batches``) instead of a row each.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from apps.core import occ
+from apps.ingestion import bulk, redis_keys
+from apps.ingestion.models import GREEK, MONEY, PRICE, OptionTrade, RawBatch
+from apps.ingestion.uw.channels import TICKER_RE, Channel
+from apps.ingestion.uw.normalize import (
+    EPOCH,
+    INT32,
+    NormalizationError,
+    _check_contract,
+    normalize_frame,
+)
+
+EARLIEST_MS = 946_684_800_000  # 2000-01-01, the normalizers' bound
+LATEST_MS = 4_102_444_800_000  # 2100-01-01
+
+
+def _decimal_pattern(spec: Mapping[str, int]) -> re.Pattern[str]:
+    whole = spec["max_digits"] - spec["decimal_places"]
+    return re.compile(rf"-?\d{{1,{whole}}}(?:\.\d{{1,30}})?")
+
+
+_PRICE_RE = _decimal_pattern(PRICE)
+_MONEY_RE = _decimal_pattern(MONEY)
+_GREEK_RE = _decimal_pattern(GREEK)
+# Text that needs no escaping in COPY's text format.
+_PLAIN_RE = re.compile(r"[^\t\n\r\\]*")
+
+# Columns of uw_option_trades in the order the staging table holds them (times as epoch ms until the INSERT).
+COLUMNS = (
+    "uw_id",
+    "ticker",
+    "option_symbol",
+    "expiry",
+    "right",
+    "strike",
+    "price",
+    "size",
+    "premium",
+    "nbbo_bid",
+    "nbbo_ask",
+    "underlying_price",
+    "volume",
+    "open_interest",
+    "implied_volatility",
+    "delta",
+    "gamma",
+    "theta",
+    "vega",
+    "side",
+    "tags",
+    "exchange",
+    "executed_ms",
+    "created_ms",
+)
+_STAGE_TYPES = (
+    "text",
+    "text",
+    "text",
+    "date",
+    "text",
+    "numeric",
+    "numeric",
+    "integer",
+    "numeric",
+    "numeric",
+    "numeric",
+    "numeric",
+    "bigint",
+    "bigint",
+    "numeric",
+    "numeric",
+    "numeric",
+    "numeric",
+    "numeric",
+    "text",
+    "jsonb",
+    "text",
+    "bigint",
+    "bigint",
+)
+_I_ID, _I_TICKER, _I_SYMBOL = 0, 1, 2
+_I_PRICE, _I_SIZE, _I_BID, _I_ASK, _I_UNDERLYING, _I_IV, _I_DELTA = 6, 7, 9, 10, 11, 14, 15
+_I_EXECUTED, _I_CREATED = 22, 23
+STAGE_TABLE = "tp_option_tape_stage"
+
+
+class _SlowPath(Exception):  # noqa: N818 - a control-flow signal, not an error the caller sees
+    """This frame has something the fast checks do not cover; the full normalizer decides."""
+
+
+@dataclass(slots=True)
+class TapeFrame:
+    """One option-trade line as the ingestion loop saw it."""
+
+    line: str
+    received_ms: int
+    channel: Channel
+    payload: dict[str, Any]
+
+
+@dataclass
+class TapeResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[TapeFrame, NormalizationError]] = field(default_factory=list)
+    by_channel: dict[str, int] = field(default_factory=dict)
+    as_of_ms: dict[str, int] = field(default_factory=dict)  # ticker -> latest received_at of its new trades
+    rows: int = 0
+    created_ms: list[int] = field(default_factory=list)  # UW created_at of the new trades (feed latency)
+
+
+# Contract checks (OCC parse, strike/expiry/type agreement) repeat for every print of a contract: remember them.
+_CONTRACTS: dict[tuple[Any, ...], occ.OptionSymbol] = {}
+_CONTRACTS_MAX = 200_000
+_TICKERS: set[str] = set()
+
+
+def _contract(p: Mapping[str, Any], name: str) -> occ.OptionSymbol:
+    symbol_text = p.get("option_symbol")
+    key = (symbol_text, p.get("strike"), p.get("expiry"), p.get("option_type"))
+    if any(part is not None and type(part) is not str for part in key):
+        raise _SlowPath
+    known = _CONTRACTS.get(key)
+    if known is not None:
+        return known
+    if not isinstance(symbol_text, str):
+        raise _SlowPath
+    try:
+        symbol = occ.parse(symbol_text)
+        _check_contract(p, name, symbol)
+    except (occ.InvalidOptionSymbol, NormalizationError, TypeError, AttributeError) as exc:
+        raise _SlowPath from exc
+    if symbol.occ != symbol_text:
+        raise _SlowPath  # lower case or padding: the slow path writes the canonical form
+    if len(_CONTRACTS) >= _CONTRACTS_MAX:
+        _CONTRACTS.clear()
+    _CONTRACTS[key] = symbol
+    return symbol
+
+
+def _dec(p: Mapping[str, Any], key: str, pattern: re.Pattern[str]) -> str | None:
+    value = p.get(key)
+    if value is None or value == "":
+        return None
+    if type(value) is str and pattern.fullmatch(value):
+        return value
+    raise _SlowPath
+
+
+def _int(p: Mapping[str, Any], key: str) -> int:
+    value = p.get(key)
+    if value is None:
+        return 0
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return value
+    raise _SlowPath
+
+
+def _side(p: Mapping[str, Any], price: str, bid: str | None, ask: str | None) -> str:
+    split = {side: _int(p, f"{side}_vol") for side in ("ask", "bid", "mid", "no_side")}
+    top = max(split.values())
+    leaders = [side for side, volume in split.items() if volume == top]
+    if top > 0 and len(leaders) == 1:
+        return leaders[0]
+    if bid is not None and ask is not None:
+        # Pattern-checked decimal strings of at most ~20 significant digits: float order is decimal order here.
+        b, a, x = float(bid), float(ask), float(price)
+        if b <= a:
+            return "ask" if x >= a else "bid" if x <= b else "mid"
+    return "no_side"
+
+
+def _row_fast(frame: TapeFrame) -> tuple[Any, ...]:
+    p = frame.payload
+    name = frame.channel.name
+    uw_id = p.get("id")
+    if type(uw_id) is not str or not 0 < len(uw_id) <= 64:
+        raise _SlowPath
+    symbol = _contract(p, name)
+    ticker = p.get("underlying_symbol") or frame.channel.ticker or symbol.root
+    if ticker not in _TICKERS:
+        if type(ticker) is not str or not TICKER_RE.match(ticker):
+            raise _SlowPath
+        _TICKERS.add(ticker)
+    if frame.channel.ticker is not None and ticker != frame.channel.ticker:
+        raise _SlowPath
+    price = _dec(p, "price", _PRICE_RE)
+    size = p.get("size")
+    premium = _dec(p, "premium", _MONEY_RE)
+    if price is None or type(size) is not int or not 0 <= size <= INT32[1] or premium is None:
+        raise _SlowPath
+    executed = p.get("executed_at")
+    if type(executed) is not int or not EARLIEST_MS <= executed < LATEST_MS:
+        raise _SlowPath
+    created = p.get("created_at")
+    if type(created) is not int or not EARLIEST_MS <= created < LATEST_MS:
+        created = None
+    tags = p.get("tags")
+    if tags is None:
+        tags = []
+    elif type(tags) is not list or any(type(tag) is not str for tag in tags):
+        raise _SlowPath
+    exchange = p.get("exchange") or ""
+    if type(exchange) is not str:
+        raise _SlowPath
+    bid = _dec(p, "nbbo_bid", _PRICE_RE)
+    ask = _dec(p, "nbbo_ask", _PRICE_RE)
+    return (
+        uw_id,
+        ticker,
+        symbol.occ,
+        symbol.expiry,
+        symbol.right,
+        symbol.strike,
+        price,
+        size,
+        premium,
+        bid,
+        ask,
+        _dec(p, "underlying_price", _PRICE_RE),
+        _int(p, "volume"),
+        _int(p, "open_interest"),
+        _dec(p, "implied_volatility", _GREEK_RE),
+        _dec(p, "delta", _GREEK_RE),
+        _dec(p, "gamma", _GREEK_RE),
+        _dec(p, "theta", _GREEK_RE),
+        _dec(p, "vega", _GREEK_RE),
+        _side(p, price, bid, ask),
+        tags,
+        exchange[:16],
+        executed,
+        created,
+    )
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def _row_slow(frame: TapeFrame) -> tuple[Any, ...]:
+    """The full normalizer's row (raises ``NormalizationError`` with the precise reason)."""
+    normalized = normalize_frame(frame.channel, frame.payload)
+    trade = normalized.record
+    assert isinstance(trade, OptionTrade)  # the option-trade normalizer always builds one
+    created = frame.payload.get("created_at")
+    created_ms = created if type(created) is int and EARLIEST_MS <= created < LATEST_MS else None
+    return (
+        trade.uw_id,
+        trade.ticker,
+        trade.option_symbol,
+        trade.expiry,
+        trade.right,
+        trade.strike,
+        trade.price,
+        trade.size,
+        trade.premium,
+        trade.nbbo_bid,
+        trade.nbbo_ask,
+        trade.underlying_price,
+        trade.volume,
+        trade.open_interest,
+        trade.implied_volatility,
+        trade.delta,
+        trade.gamma,
+        trade.theta,
+        trade.vega,
+        trade.side,
+        trade.tags,
+        trade.exchange,
+        _ms(trade.executed_at),
+        created_ms,
+    )
+
+
+def utc_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return _ms(moment)
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if type(value) is str:
+        if _PLAIN_RE.fullmatch(value):
+            return value
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if type(value) is list:
+        return _copy_field(orjson.dumps(value).decode())
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def ingest_tape(frames: Sequence[TapeFrame], *, source: str, archive: bool = True) -> TapeResult:
+    """Normalize and insert option-trade frames (inside the caller's transaction); archive the new ones raw.
+
+    Guarantees: every frame is exactly one of accepted (its ``uw_id`` is new), duplicate (its ``uw_id`` is stored
+    already or repeated in ``frames``) or rejected (returned with the reason, for the caller's quarantine).
+    """
+    result = TapeResult()
+    rows: dict[str, tuple[Any, ...]] = {}
+    owners: dict[str, TapeFrame] = {}
+    for frame in frames:
+        try:
+            try:
+                row = _row_fast(frame)
+            except _SlowPath:
+                row = _row_slow(frame)
+        except NormalizationError as exc:
+            result.rejected.append((frame, exc))
+            continue
+        uw_id = row[_I_ID]
+        if uw_id in rows:
+            result.duplicates += 1
+            continue
+        rows[uw_id] = row
+        owners[uw_id] = frame
+    if not rows:
+        return result
+    ordered = [rows[key] for key in sorted(rows)]
+    new_ids = _insert(ordered)
+    result.duplicates += len(rows) - len(new_ids)
+    result.accepted = len(new_ids)
+    result.rows = len(rows)
+    if not new_ids:
+        return result
+
+    updates = redis_keys.LatestUpdates()
+    newest: dict[str, tuple[Any, ...]] = {}
+    by_channel: dict[str, int] = {}
+    kept_lines: list[str] = []
+    first_ms = last_ms = None
+    for uw_id in new_ids:
+        frame = owners[uw_id]
+        row = rows[uw_id]
+        by_channel[frame.channel.name] = by_channel.get(frame.channel.name, 0) + 1
+        ticker = row[_I_TICKER]
+        if frame.received_ms > result.as_of_ms.get(ticker, -1):
+            result.as_of_ms[ticker] = frame.received_ms
+        symbol = row[_I_SYMBOL]
+        held = newest.get(symbol)
+        if held is None or row[_I_EXECUTED] >= held[_I_EXECUTED]:
+            newest[symbol] = row
+        if row[_I_CREATED] is not None:
+            result.created_ms.append(row[_I_CREATED])
+        kept_lines.append(frame.line)
+        first_ms = frame.received_ms if first_ms is None else min(first_ms, frame.received_ms)
+        last_ms = frame.received_ms if last_ms is None else max(last_ms, frame.received_ms)
+    result.by_channel = by_channel
+    for symbol, row in newest.items():
+        updates.offer_hash(redis_keys.latest_quote_key(symbol), row[_I_EXECUTED], _quote_fields(row))
+    redis_keys.latest_publish(updates=updates)
+    if archive and first_ms is not None and last_ms is not None:
+        _archive(kept_lines, source=source, first_ms=first_ms, last_ms=last_ms)
+    return result
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = Decimal(value)
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def _quote_fields(row: tuple[Any, ...]) -> dict[str, str]:
+    executed = EPOCH + timedelta(milliseconds=row[_I_EXECUTED])
+    return {
+        "bid": _text(row[_I_BID]),
+        "ask": _text(row[_I_ASK]),
+        "last": _text(row[_I_PRICE]),
+        "size": str(row[_I_SIZE]),
+        "underlying_price": _text(row[_I_UNDERLYING]),
+        "iv": _text(row[_I_IV]),
+        "delta": _text(row[_I_DELTA]),
+        "ticker": row[_I_TICKER],
+        "trade_id": row[_I_ID],
+        "ts": executed.isoformat(),
+    }
+
+
+def _insert(rows: list[tuple[Any, ...]]) -> list[str]:
+    """Insert ``rows`` (sorted by uw_id, so overlapping batches queue rather than deadlock); return the new ids."""
+    if connection.vendor == "postgresql":
+        return _insert_copy(rows)
+    return _insert_values(rows)
+
+
+def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
+    stage_columns = ", ".join(f'"{c}" {t}' for c, t in zip(COLUMNS, _STAGE_TYPES, strict=True))
+    target = [c if c not in ("executed_ms", "created_ms") else c.replace("_ms", "_at") for c in COLUMNS]
+    target[-1] = "uw_created_at"
+    selected = [f'"{c}"' for c in COLUMNS[:-2]] + [
+        "'epoch'::timestamptz + executed_ms * interval '1 millisecond'",
+        "'epoch'::timestamptz + created_ms * interval '1 millisecond'",
+    ]
+    buffer = io.StringIO()
+    write = buffer.write
+    for row in rows:
+        write("\t".join([_copy_field(value) for value in row]))
+        write("\n")
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} ({stage_columns}) ON COMMIT DELETE ROWS")
+        cursor.execute(f"TRUNCATE {STAGE_TABLE}")
+        raw = cursor.cursor  # psycopg2's own cursor: COPY is not part of the DB-API
+        raw.copy_expert(f"COPY {STAGE_TABLE} FROM STDIN", buffer)
+        quoted = ", ".join(f'"{c}"' for c in target)
+        cursor.execute(
+            f"INSERT INTO {OptionTrade._meta.db_table} ({quoted}) "  # noqa: S608 - identifiers only
+            f"SELECT {', '.join(selected)} FROM {STAGE_TABLE} ORDER BY uw_id "
+            "ON CONFLICT (uw_id) DO NOTHING RETURNING uw_id"
+        )
+        new_ids = [uw_id for (uw_id,) in cursor.fetchall()]
+        cursor.execute(f"TRUNCATE {STAGE_TABLE}")
+    return sorted(new_ids)
+
+
+def _insert_values(rows: list[tuple[Any, ...]]) -> list[str]:
+    """The embedded default (SQLite): a multi-row INSERT with the values adapted by the backend."""
+    ops = connection.ops
+    adapted = []
+    for row in rows:
+        values = list(row[:-2])
+        values[3] = ops.adapt_datefield_value(values[3])
+        for index in (5, 6, 8, 9, 10, 11, 14, 15, 16, 17, 18):
+            if values[index] is not None:
+                values[index] = str(values[index])
+        values[20] = orjson.dumps(values[20]).decode()
+        values.append(ops.adapt_datetimefield_value(EPOCH + timedelta(milliseconds=row[_I_EXECUTED])))
+        created = row[_I_CREATED]
+        values.append(
+            None if created is None else ops.adapt_datetimefield_value(EPOCH + timedelta(milliseconds=created))
+        )
+        adapted.append(values)
+    columns = [*COLUMNS[:-2], "executed_at", "uw_created_at"]
+    returned = bulk.insert_values(OptionTrade._meta.db_table, columns, adapted, returning=("uw_id",))
+    return sorted(uw_id for (uw_id,) in returned)
+
+
+def _archive(lines: list[str], *, source: str, first_ms: int, last_ms: int) -> None:
+    blob = zlib.compress("\n".join(lines).encode(), 1)
+    RawBatch.objects.create(
+        source=source,
+        channel="option_trades",
+        first_received_at=EPOCH + timedelta(milliseconds=first_ms),
+        last_received_at=EPOCH + timedelta(milliseconds=last_ms),
+        frames=len(lines),
+        lines_zlib=blob,
+    )
+
+
+def archived_lines(batch: RawBatch) -> list[str]:
+    """The session lines a ``RawBatch`` holds, as received."""
+    return zlib.decompress(bytes(batch.lines_zlib)).decode().split("\n")
