@@ -32,3 +32,6 @@ def ingest_batch(lines: list[str], source: str = "uw_ws") -> dict[str, Any]:
     part-way leaves nothing behind for the retry to trip over.
     """
     return ingest_lines(lines=lines, source=source).summary()
+
+
+from apps.ingestion import rest_tasks  # noqa: F401, E402
