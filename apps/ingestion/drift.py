@@ -222,6 +222,19 @@ def _save_fingerprint(
         return row
 
 
+def _storable(value: Any) -> Any:
+    """``value`` as PostgreSQL can store it in JSON: NUL characters replaced, anything not JSON as its string."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _storable(str(value))
+
+
 def _count_occurrences(stream: str, counts: Mapping[EventKey, int]) -> None:
     now = clock.now()
     for (kind, name, observed), count in counts.items():
@@ -261,10 +274,10 @@ def _record(stream: str, findings: Mapping[EventKey, _Finding], counts: Mapping[
                     DriftEvent.objects.create(
                         stream=stream,
                         kind=kind,
-                        field=name[:200],
+                        field=_storable(name)[:200],
                         expected=finding.expected[:100],
                         observed=observed[:100],
-                        sample=dict(finding.sample),
+                        sample=_storable(finding.sample),
                         occurrences=count,
                         first_seen=now,
                         last_seen=now,
@@ -299,12 +312,15 @@ def _learn(state: _Stream, payloads: Sequence[Mapping[str, Any]]) -> None:
     fields: dict[str, set[str]] = {name: set(types) for name, types in state.fields.items()}
     required: set[str] | None = set(state.required) if state.payloads_seen else None
     for payload in payloads:
+        if not isinstance(payload, Mapping):
+            continue
         if required is None:
             required = set(payload)
         else:
             required.intersection_update(payload)
         for name, value in payload.items():
-            fields.setdefault(name, set()).add(json_type(value))
+            if "\x00" not in name:  # PostgreSQL cannot store the name; ingestion quarantines such frames
+                fields.setdefault(name, set()).add(json_type(value))
     row = _save_fingerprint(state.name, fields=fields, required=frozenset(required or ()), seen=len(payloads))
     # Learning creates no event, so nothing waits for a commit: a rollback at worst relearns a few payloads.
     state.fields = {name: frozenset(types) for name, types in row.fields.items()}
@@ -329,6 +345,8 @@ class _Batch:
         known = state.fields
         tags: list[EventKey] = []
         for name in shape:
+            if "\x00" in name:
+                continue
             if name in known:
                 if state.open_new and name in state.open_new:
                     tags.append(state.open_new[name])
@@ -349,6 +367,8 @@ class _Batch:
         return tuple(tags)
 
     def check_types(self, payload: Mapping[str, Any]) -> None:
+        if not isinstance(payload, Mapping):
+            return
         state = self.state
         for name, value in payload.items():
             known = state.fields.get(name)
@@ -394,11 +414,16 @@ def _detect(state: _Stream, payloads: Sequence[Mapping[str, Any]]) -> list[Drift
     counts = batch.counts
     unseen: dict[tuple[str, ...], tuple[EventKey, ...]] = {}
     for payload in payloads:  # the hot loop: one tuple and one look-up per payload with a known shape
-        shape = tuple(payload)
-        tags = keys.get(shape)
+        try:
+            shape = tuple(payload)
+            tags = keys.get(shape)
+        except TypeError:  # not an object (its items unhashable): nothing to fingerprint
+            continue
         if tags is None:
             tags = unseen.get(shape)
             if tags is None:
+                if not isinstance(payload, Mapping):
+                    continue
                 tags = unseen[shape] = batch.classify(shape, payload)
                 batch.check_types(payload)
         if tags:

@@ -309,3 +309,11 @@ def test_a_rolled_back_batch_is_examined_again_on_its_retry(observe, django_capt
     assert not DriftEvent.objects.exists()
     assert len(observe("ws:price", prices(2, halted=False))) == 1
     assert DriftEvent.objects.get().occurrences == 2
+
+
+def test_odd_payloads_never_break_the_caller(observe):
+    observe("rest:option_chains", [{"symbol": "SPY261120C00600000"}] * BASELINE)
+    odd: list[Any] = ["SPY261120C00600000", [{"a": 1}], {"symbol": "x\x00y", "bad\x00name": 1, "note": "\x00"}]
+    events = observe("rest:option_chains", odd)
+    assert sorted(e.field for e in events) == ["note"]
+    assert DriftEvent.objects.get().sample == {"symbol": "x\ufffdy", "bad\ufffdname": 1, "note": "\ufffd"}
