@@ -33,6 +33,9 @@ from .timeline import SessionFrame, lap_shift_ms, load_frames, relap_payload
 from .wire import DEFAULT_TRADE, TradeTemplate, firehose_id, text_frame, trade_templates
 
 logger = logging.getLogger(__name__)
+# websockets logs every HTTP request and connection at INFO: far too chatty for a REST client polling all day
+wire_logger = logging.getLogger(f"{__name__}.wire")
+wire_logger.setLevel(logging.WARNING)
 
 T = TypeVar("T")
 SOCKET_PATH = "/socket"
@@ -187,7 +190,7 @@ class UWStandin:
             compression=None,
             close_timeout=1,
             max_size=1 << 20,
-            logger=logger,
+            logger=wire_logger,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._clock_start = self._aio.time()
@@ -243,7 +246,7 @@ class UWStandin:
                         await asyncio.sleep(delay)
                 elif index % 256 == 0:
                     await self._flow_control(list(self._clients.values()))
-                payload = relap_payload(frame.payload, lap, shift)
+                payload = relap_payload(frame.payload, lap, lap * shift)
                 text = frame.text if lap == 0 else orjson.dumps([frame.channel, payload])
                 self._cursor_ms = at
                 self.market.ingest(frame.channel, payload, at)
