@@ -32,6 +32,14 @@ def market_is_open(moment: datetime) -> bool:
     return session.open - SESSION_MARGIN <= moment <= session.options_close + SESSION_MARGIN
 
 
+def _should_skip(market_hours_only: bool) -> bool:
+    # REST polls are live only: in a replay the simulated beat fires these entries too, but the recorded session is
+    # the data, and asking the live API would mix today's answers into a past day (and spend the real budget).
+    if clock.is_simulated():
+        return True
+    return market_hours_only and not market_is_open(clock.now())
+
+
 def _retry_transient(task: Task, exc: UWRestError) -> None:
     """Retry a transient UW error after what UW asked for, else exponential backoff; both with jitter."""
     retries = task.request.retries
@@ -55,13 +63,14 @@ def rest_poll(
 ) -> dict[str, Any] | None:
     """Poll one Unusual Whales endpoint into its table (``rest_services.rest_poll``).
 
+    Does nothing on a simulated clock (a replay) or, with ``market_hours_only``, outside the session.
     Running it twice is safe: every table is keyed on the feed's natural key and written with ``ON CONFLICT``, so a
     second run of the same page adds no row (option contracts are updated in place, never to an older snapshot); the
     second response is archived as what it is, another request.  Transient failures (429, 5xx, timeouts, the minute
     budget) are retried with backoff and jitter; permanent ones (other 4xx, the daily limit) are logged and not
     retried, because repeating the request cannot change the answer.
     """
-    if market_hours_only and not market_is_open(clock.now()):
+    if _should_skip(market_hours_only):
         return None
     try:
         return rest_services.rest_poll(endpoint=endpoint, ticker=ticker).summary()
@@ -91,11 +100,12 @@ def flow_alerts_backfill(
 ) -> dict[str, Any] | None:
     """Fill the gap between the newest stored flow alert (or ``since``, ISO) and now from REST.
 
+    Does nothing on a simulated clock (a replay) or, with ``market_hours_only``, outside the session.
     Running it twice is safe: the second run starts from the newest alert the first one stored and finds nothing
     missing; alerts are unique by UW id, and an id-less REST copy of a socket alert is recognised and skipped.  All
     pages are stored in one transaction, so a retry after a failure starts from the same place.
     """
-    if market_hours_only and not market_is_open(clock.now()):
+    if _should_skip(market_hours_only):
         return None
     start = datetime.fromisoformat(since) if since else None
     try:

@@ -494,6 +494,16 @@ def test_the_budget_frees_up_in_the_next_minute(uw):
     assert len(uw.seen("/api/news/headlines")) == 2
 
 
+def test_a_budget_wait_on_a_simulated_clock_gives_up_instead_of_spinning(uw):
+    uw.data("/api/news/headlines", [])
+    with clock.simulated(T0):
+        patient = client(uw, requests_per_minute=1, max_wait_seconds=120, sleep=lambda _: None)
+        patient.news()
+        with pytest.raises(UWBudgetExhausted):
+            patient.news()
+    assert len(uw.seen("/api/news/headlines")) == 1
+
+
 def test_uw_saying_the_minute_is_used_up_pauses_the_next_request_until_the_reset(uw):
     uw.reply(
         "/api/news/headlines",
@@ -622,13 +632,22 @@ def test_the_poll_task_stores_rows_and_reports_permanent_errors_without_retrying
     assert "failed permanently" in caplog.text
 
 
-def test_the_tasks_skip_when_the_market_is_closed(uw):
+def test_the_tasks_skip_when_the_market_is_closed(uw, settings):
     saturday = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
-    with clock.simulated(saturday):
-        assert rest_tasks.rest_poll.delay(endpoint="news", market_hours_only=True).get() is None
-        assert rest_tasks.flow_alerts_backfill.delay(market_hours_only=True).get() is None
+    settings.TP_CLOCK_OFFSET_SECONDS = (saturday - datetime.now(UTC)).total_seconds()
+    assert not clock.is_simulated()
+    assert rest_tasks.rest_poll.delay(endpoint="news", market_hours_only=True).get() is None
+    assert rest_tasks.flow_alerts_backfill.delay(market_hours_only=True).get() is None
     assert uw.requests == []
-    assert rest_tasks.market_is_open(T0)
+    assert rest_tasks.market_is_open(T0) and not rest_tasks.market_is_open(saturday)
+
+
+def test_the_tasks_never_call_uw_in_a_replay(uw):
+    with clock.simulated(T0):
+        assert rest_tasks.market_is_open(clock.now())
+        assert rest_tasks.rest_poll.delay(endpoint="news").get() is None
+        assert rest_tasks.flow_alerts_backfill.delay().get() is None
+    assert uw.requests == []
 
 
 def test_the_schedules_stay_well_under_the_per_minute_budget(settings):

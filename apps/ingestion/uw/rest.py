@@ -290,9 +290,15 @@ class UWRestClient:
         paused = cast(str | None, redis.get(PAUSE_KEY))
         if paused:
             self._wait_or_raise(endpoint, (int(paused) - _now_ms()) / 1000, "UW says this minute is used up")
+        waited_in: int | None = None
         while True:
             now_ms = _now_ms()
             minute = now_ms // 60_000
+            if minute == waited_in:
+                # Still the minute we waited out: the clock is simulated (a replay) and will not move by sleeping.
+                raise UWBudgetExhausted(
+                    f"{endpoint}: the request budget is spent and the clock does not advance", endpoint=endpoint
+                )
             key = f"{BUDGET_KEY_PREFIX}{minute}"
             pipe = redis.pipeline()
             pipe.incr(key)
@@ -304,6 +310,7 @@ class UWRestClient:
             self._wait_or_raise(
                 endpoint, wait, f"the shared budget of {self.requests_per_minute} requests/minute is spent"
             )
+            waited_in = minute
 
     def _wait_or_raise(self, endpoint: str, wait: float, why: str) -> None:
         if wait <= 0:
