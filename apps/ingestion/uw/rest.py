@@ -65,7 +65,6 @@ _EPOCH_MS_ABOVE = 100_000_000_000  # a reset value this large is an epoch time, 
 class Endpoint:
     name: str
     path: str  # with ``{ticker}`` where the endpoint is per ticker
-    object_data: bool = False  # ``data`` is one object (stock-state), not a list
 
     @property
     def per_ticker(self) -> bool:
@@ -78,7 +77,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint("flow_alerts", "/api/option-trades/flow-alerts"),
         Endpoint("spot_exposures", "/api/stock/{ticker}/spot-exposures"),
         Endpoint("greek_exposure", "/api/stock/{ticker}/greek-exposure"),
-        Endpoint("stock_state", "/api/stock/{ticker}/stock-state", object_data=True),
+        Endpoint("stock_state", "/api/stock/{ticker}/stock-state"),  # ``data`` is one object
         Endpoint("candles_1m", "/api/stock/{ticker}/ohlc/1m"),
         Endpoint("news", "/api/news/headlines"),
         Endpoint("market_tide", "/api/market/market-tide"),
@@ -247,7 +246,7 @@ class UWRestClient:
             outcome = self._send(endpoint, path, query)
             if isinstance(outcome, RestResponse):
                 outcome.attempts = attempt
-                outcome.items = _items(outcome.body, spec)
+                outcome.items = _items(outcome.body)
                 return outcome
             error = outcome
             if error.permanent or attempt == self.max_attempts:
@@ -456,7 +455,7 @@ def _seconds(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
-def _items(body: Any, spec: Endpoint) -> list[Any]:
+def _items(body: Any) -> list[Any]:
     """The page's items: ``data`` as a list (an object for stock-state becomes a one-item list)."""
     data = body.get("data") if isinstance(body, dict) else body
     if data is None:
