@@ -22,7 +22,7 @@ from apps.core import clock
 from apps.core.events import dumps
 from apps.core.pipeline import enqueue_after_commit
 from apps.core.store import get_redis
-from apps.ingestion import bulk, redis_keys, tape
+from apps.ingestion import bulk, drift, redis_keys, tape
 from apps.ingestion.models import (
     FlowAlert,
     GexSnapshot,
@@ -165,11 +165,15 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         chunk = hashes[start : start + LOOKUP_CHUNK]
         archived.update(RawFrame.objects.filter(frame_hash__in=chunk).values_list("frame_hash", flat=True))
     fresh: list[_Accepted] = []
+    # Drift looks at every new payload of a known channel, also those the normalizers refuse (a re-typed field).
+    observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for frame_hash, group in candidates.items():
         if frame_hash in archived:
             result.duplicates += len(group)
             continue
         parsed = group[0][0]
+        if type(parsed.payload) is dict and not is_join_ack(parsed.payload):
+            observed[drift.stream_for_channel(parsed.channel.name)].append(parsed.payload)
         try:
             normalized = normalize_frame(parsed.channel, parsed.payload)
         except NormalizationError as exc:
@@ -179,7 +183,12 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         result.duplicates += len(group) - 1
         fresh.append(_Accepted(line=parsed, normalized=normalized))
 
+    if tape_frames:
+        observed[TAPE_STREAM].extend(frame.payload for frame in tape_frames)
+
     with transaction.atomic():
+        for stream, payloads in observed.items():
+            drift.observe(stream, payloads)
         raw_ids = _archive(fresh, source=source)
         # A frame another worker archived between our look-up and our insert is that worker's: a duplicate here.
         inserted = [item for item in fresh if item.line.frame_hash in raw_ids]
@@ -298,6 +307,7 @@ def ingest_lag_record(*, created_ms: Sequence[int], now_ms: int | None = None) -
 
 
 LIVE_SOURCE = "uw_ws"
+TAPE_STREAM = "ws:option_trades"
 LAG_HISTOGRAM_KEY = "uw:ingest:lag_ms"
 # Upper bounds (ms, inclusive) of the lag histogram's buckets; "inf" takes the rest.
 LAG_BUCKETS_MS = (

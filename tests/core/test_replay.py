@@ -14,10 +14,11 @@ from django.core.management import CommandError, call_command
 from apps.commentary.models import AiReport
 from apps.distribution.models import DistributionPost
 from apps.execution.models import Fill, Order, Trade
-from apps.ingestion.models import QuarantinedFrame, RawFrame
+from apps.ingestion.models import QuarantinedFrame
 from apps.ingestion.sessions import session_lines
 from apps.risk.models import RiskDecision
 from apps.signals.models import Signal
+from tests.ingestion import frames as ingestion_frames
 
 DAY = date(2026, 11, 20)
 
@@ -60,7 +61,7 @@ def test_a_messy_session_made_by_anyone_has_every_line_accounted_for(tmp_path):
     assert frames["quarantined"] >= 7
     assert QuarantinedFrame.objects.count() == frames["quarantined"]
     assert all(q.reason for q in QuarantinedFrame.objects.all())
-    assert RawFrame.objects.count() == frames["accepted"]
+    assert ingestion_frames.archived_frames() == frames["accepted"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -79,7 +80,7 @@ def test_a_missing_session_file_is_a_clear_error(tmp_path):
 
 def _state() -> dict[str, int]:
     return {
-        "raw": RawFrame.objects.count(),
+        "raw": ingestion_frames.archived_frames(),
         "signals": Signal.objects.count(),
         "decisions": RiskDecision.objects.count(),
         "orders": Order.objects.count(),
