@@ -9,7 +9,7 @@ SESSION := var/sessions/session-$(SESSION_DATE)-seed$(SEED).ndjson.gz
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingplatform
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run test lint bench-pipeline clean
+.PHONY: run test lint bench-pipeline bench-ingest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ bench-pipeline: $(VENV)/.prod-installed
 	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
 	  $(BIN)/python manage.py bench pipeline --scratch --json var/bench-pipeline.json
+
+# The ingestion benchmark (socket stand-in -> uw_stream -> one ingestion worker -> PostgreSQL and Redis, beside COPY
+# alone) also wipes tp_bench and Redis db 10. BENCH_INGEST_ARGS adds options, e.g. --frames 100000 --pool prefork.
+bench-ingest: $(VENV)/.prod-installed
+	@psql "$(dir $(BENCH_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(BENCH_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
+	  $(BIN)/python manage.py bench ingest --scratch --json var/bench-ingest.json $(BENCH_INGEST_ARGS)
 
 clean:
 	rm -rf var/tradingplatform.sqlite3* var/sessions

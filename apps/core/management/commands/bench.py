@@ -1,4 +1,4 @@
-"""``manage.py bench pipeline --json OUT``: benchmarks that print their figures and write JSON."""
+"""``manage.py bench pipeline|ingest --json OUT``: benchmarks that print their figures and write JSON."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from apps.core.bench import BenchError, PipelineBenchConfig, bench_pipeline
 
 
 class Command(BaseCommand):
-    help = "Run a benchmark: `pipeline` (frame arrival to order at the broker, beside a bare Celery chain)."
+    help = (
+        "Run a benchmark: `pipeline` (frame arrival to order at the broker, beside a bare Celery chain) or `ingest` "
+        "(socket frames to committed rows: throughput and lag, beside COPY alone)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="which", required=True)
@@ -31,8 +34,30 @@ class Command(BaseCommand):
         pipeline.add_argument(
             "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
         )
+        ingest = sub.add_parser("ingest", help="socket frames to committed rows: throughput, lag, COPY alone")
+        ingest.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
+        ingest.add_argument("--frames", type=int, default=200_000, help="phase A: frames sent as fast as possible")
+        ingest.add_argument(
+            "--lag-rates",
+            default="5000",
+            help="phase B: comma-separated frames per second, one lag run each (default 5000)",
+        )
+        ingest.add_argument("--lag-seconds", type=float, default=20.0, help="phase B: seconds of each lag run")
+        ingest.add_argument("--batch-frames", type=int, default=1000, help="the listener's UW_STREAM_BATCH_FRAMES")
+        ingest.add_argument("--batch-ms", type=int, default=20, help="the listener's UW_STREAM_BATCH_MS")
+        ingest.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="the worker's Celery pool")
+        ingest.add_argument("--warmup-frames", type=int, default=2000)
+        ingest.add_argument("--copy-repeats", type=int, default=3, help="phase C: timed COPYs (median reported)")
+        ingest.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the rows of a phase")
+        ingest.add_argument(
+            "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
+        )
+        ingest.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["which"] == "ingest":
+            self.handle_ingest(options)
+            return
         day = options["day"] or calendar.previous_trading_day(calendar.market_day(clock.now()))
         cfg = PipelineBenchConfig(
             day=day,
@@ -56,6 +81,59 @@ class Command(BaseCommand):
             f"ratio pipeline/bare: p50 {result['ratio']['p50']}x, p99 {result['ratio']['p99']}x; "
             f"{result['frames_sent']} frames in {result['batches_sent']} batches, {result['orders']} orders"
         )
+        if options["json_out"]:
+            out: Path = options["json_out"]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            self.stdout.write(f"written to {out}")
+
+    def handle_ingest(self, options: dict[str, Any]) -> None:
+        from apps.ingestion.bench import IngestBenchConfig, bench_ingest
+
+        try:
+            rates = tuple(float(part) for part in options["lag_rates"].split(",") if part.strip())
+        except ValueError as exc:
+            raise CommandError(f"--lag-rates must be numbers separated by commas: {exc}") from exc
+        cfg = IngestBenchConfig(
+            frames=options["frames"],
+            lag_rates=rates,
+            lag_seconds=options["lag_seconds"],
+            batch_frames=options["batch_frames"],
+            batch_ms=options["batch_ms"],
+            pool=options["pool"],
+            warmup_frames=options["warmup_frames"],
+            copy_repeats=options["copy_repeats"],
+            commit_timeout_s=options["timeout"],
+        )
+        quiet = options["quiet"]
+        try:
+            result = bench_ingest(
+                cfg,
+                scratch=options["scratch"],
+                log_dir=Path("var"),
+                quiet=quiet,
+                log=None if quiet else lambda message: self.stderr.write(f"bench ingest: {message}"),
+            )
+        except BenchError as exc:
+            raise CommandError(str(exc)) from exc
+        t = result["throughput"]
+        lines = [
+            f"socket -> committed rows: {result['frames_per_s']:>9,} frames/s  "
+            f"({result['frames']:,} frames in {result['elapsed_s']} s; listener read {t['listener_read_per_s']}/s, "
+            f"stand-in sent {t['firehose_send_per_s']:,}/s, "
+            f"{t['worker_batches']} worker batches of {t['mean_batch_frames']} frames)",
+            f"COPY alone (same rows):   {result['copy_rows_per_s']:>9,} rows/s    "
+            f"ratio {result['copy_ratio']}  (target >= 0.333)",
+            f"COPY rows + archive:      {result['copy_rows_plus_archive_per_s']:>9,} rows/s    "
+            f"ratio {result['copy_plus_archive_ratio']}",
+        ]
+        for lag in result["lag_ms_runs"]:
+            lines.append(
+                f"lag @ {lag['rate']:,.0f}/s (sent to committed): p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
+                f"mean {lag['mean']} ms, n={lag['n']:,} (histogram buckets, linear inside)"
+            )
+        lines.append(f"targets met: {result['targets_met']}")
+        self.stdout.write("\n".join(lines))
         if options["json_out"]:
             out: Path = options["json_out"]
             out.parent.mkdir(parents=True, exist_ok=True)
