@@ -9,7 +9,7 @@ SESSION := var/sessions/session-$(SESSION_DATE)-seed$(SEED).ndjson.gz
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingplatform
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run test lint bench-pipeline bench-ingest clean
+.PHONY: run run-live-sim test lint bench-pipeline bench-ingest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ run: $(VENV)/.prod-installed
 	$(BIN)/python manage.py setup_schedules
 	$(BIN)/python manage.py make_session --date $(SESSION_DATE) --seed $(SEED) --out $(SESSION)
 	$(BIN)/python manage.py replay $(SESSION) --json var/replay-summary.json
+
+# The live path on this machine: the Unusual Whales stand-in plays a session on loopback, `manage.py uw_stream` reads
+# it and a Celery worker runs every stage, on PostgreSQL (database tp_live) and Redis (db 12). LIVE_SIM_ARGS adds
+# options, e.g. --seconds 0 (until Ctrl-C) --speed 30.
+LIVE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tp_live
+LIVE_REDIS_URL ?= redis://127.0.0.1:6379/12
+
+run-live-sim: export LOG_FORMAT ?= console
+run-live-sim: $(VENV)/.prod-installed
+	@psql "$(dir $(LIVE_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(LIVE_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(LIVE_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(LIVE_DATABASE_URL))"
+	DATABASE_URL=$(LIVE_DATABASE_URL) REDIS_URL=$(LIVE_REDIS_URL) $(BIN)/python manage.py migrate --noinput -v 0
+	DATABASE_URL=$(LIVE_DATABASE_URL) REDIS_URL=$(LIVE_REDIS_URL) TP_TASKS_EAGER=0 \
+	  $(BIN)/python manage.py live_sim --date $(SESSION_DATE) --seed $(SEED) $(LIVE_SIM_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
