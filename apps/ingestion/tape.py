@@ -139,19 +139,21 @@ class TapeResult:
 
 
 # Contract checks (OCC parse, strike/expiry/type agreement) repeat for every print of a contract: remember them.
-_CONTRACTS: dict[tuple[Any, ...], occ.OptionSymbol] = {}
+_CONTRACTS: dict[tuple[Any, ...], tuple[str, str, str, str, occ.OptionSymbol]] = {}
 _CONTRACTS_MAX = 200_000
 _TICKERS: set[str] = set()
 
 
-def _contract(p: Mapping[str, Any], name: str) -> occ.OptionSymbol:
-    symbol_text = p.get("option_symbol")
-    key = (symbol_text, p.get("strike"), p.get("expiry"), p.get("option_type"))
-    if any(part is not None and type(part) is not str for part in key):
-        raise _SlowPath
-    known = _CONTRACTS.get(key)
+def _contract(p: Mapping[str, Any], name: str) -> tuple[str, str, str, str, occ.OptionSymbol]:
+    """(OCC symbol, expiry text, right, strike text, parsed symbol) of a checked contract, remembered per contract."""
+    key = (p.get("option_symbol"), p.get("strike"), p.get("expiry"), p.get("option_type"))
+    try:
+        known = _CONTRACTS.get(key)
+    except TypeError as exc:  # a list or an object where a string belongs
+        raise _SlowPath from exc
     if known is not None:
         return known
+    symbol_text = key[0]
     if not isinstance(symbol_text, str):
         raise _SlowPath
     try:
@@ -163,98 +165,114 @@ def _contract(p: Mapping[str, Any], name: str) -> occ.OptionSymbol:
         raise _SlowPath  # lower case or padding: the slow path writes the canonical form
     if len(_CONTRACTS) >= _CONTRACTS_MAX:
         _CONTRACTS.clear()
-    _CONTRACTS[key] = symbol
-    return symbol
+    entry = (symbol.occ, symbol.expiry.isoformat(), symbol.right, format(symbol.strike, "f"), symbol)
+    _CONTRACTS[key] = entry
+    return entry
 
 
-def _dec(p: Mapping[str, Any], key: str, pattern: re.Pattern[str]) -> str | None:
-    value = p.get(key)
+def _absent(value: object) -> str | None:
+    """A decimal field that is not a well-formed string: absent is fine, anything else is the slow path's call."""
     if value is None or value == "":
         return None
-    if type(value) is str and pattern.fullmatch(value):
-        return value
     raise _SlowPath
 
 
-def _int(p: Mapping[str, Any], key: str) -> int:
-    value = p.get(key)
-    if value is None:
-        return 0
-    if type(value) is int and -(2**63) <= value < 2**63:
-        return value
-    raise _SlowPath
-
-
-def _side(p: Mapping[str, Any], price: str, bid: str | None, ask: str | None) -> str:
-    split = {side: _int(p, f"{side}_vol") for side in ("ask", "bid", "mid", "no_side")}
-    top = max(split.values())
-    leaders = [side for side, volume in split.items() if volume == top]
-    if top > 0 and len(leaders) == 1:
-        return leaders[0]
-    if bid is not None and ask is not None:
-        # Pattern-checked decimal strings of at most ~20 significant digits: float order is decimal order here.
-        b, a, x = float(bid), float(ask), float(price)
-        if b <= a:
-            return "ask" if x >= a else "bid" if x <= b else "mid"
-    return "no_side"
+_DECIMALS = (
+    ("price", _PRICE_RE.fullmatch),
+    ("premium", _MONEY_RE.fullmatch),
+    ("nbbo_bid", _PRICE_RE.fullmatch),
+    ("nbbo_ask", _PRICE_RE.fullmatch),
+    ("underlying_price", _PRICE_RE.fullmatch),
+    ("implied_volatility", _GREEK_RE.fullmatch),
+    ("delta", _GREEK_RE.fullmatch),
+    ("gamma", _GREEK_RE.fullmatch),
+    ("theta", _GREEK_RE.fullmatch),
+    ("vega", _GREEK_RE.fullmatch),
+)
+_DECIMAL_KEYS = tuple(key for key, _ in _DECIMALS)
+_DECIMAL_MATCHERS = tuple(match for _, match in _DECIMALS)
+_INT_KEYS = ("volume", "open_interest", "ask_vol", "bid_vol", "mid_vol", "no_side_vol")
+_INT64 = (-(2**63), 2**63)
+_SIDES = ("ask", "bid", "mid", "no_side")
 
 
 def _row_fast(frame: TapeFrame) -> tuple[Any, ...]:
-    p = frame.payload
-    name = frame.channel.name
-    uw_id = p.get("id")
-    if type(uw_id) is not str or not 0 < len(uw_id) <= 64:
+    """The staging row of a well-formed frame, checked to the same rules as the normalizer; ``_SlowPath`` otherwise.
+
+    Decimal strings are checked against the column's pattern and kept as text (PostgreSQL's numeric input rounds
+    them to the column exactly as the normalizer's quantize does), times stay epoch milliseconds.
+    """
+    p: dict[str, Any] = frame.payload
+    get = p.get
+    uw_id = get("id")
+    if type(uw_id) is not str or not 0 < len(uw_id) <= 64 or not _PLAIN_RE.fullmatch(uw_id):
         raise _SlowPath
-    symbol = _contract(p, name)
-    ticker = p.get("underlying_symbol") or frame.channel.ticker or symbol.root
+    occ_text, expiry, right, strike, symbol = _contract(p, frame.channel.name)
+    channel_ticker = frame.channel.ticker
+    ticker = get("underlying_symbol") or channel_ticker or symbol.root
     if ticker not in _TICKERS:
         if type(ticker) is not str or not TICKER_RE.match(ticker):
             raise _SlowPath
         _TICKERS.add(ticker)
-    if frame.channel.ticker is not None and ticker != frame.channel.ticker:
+    if channel_ticker is not None and ticker != channel_ticker:
         raise _SlowPath
-    price = _dec(p, "price", _PRICE_RE)
-    size = p.get("size")
-    premium = _dec(p, "premium", _MONEY_RE)
-    if price is None or type(size) is not int or not 0 <= size <= INT32[1] or premium is None:
+    price, premium, bid, ask, underlying, iv, delta, gamma, theta, vega = [
+        value if type(value) is str and match(value) else _absent(value)
+        for value, match in zip(map(get, _DECIMAL_KEYS), _DECIMAL_MATCHERS, strict=True)
+    ]
+    size = get("size")
+    if price is None or premium is None or type(size) is not int or not 0 <= size <= INT32[1]:
         raise _SlowPath
-    executed = p.get("executed_at")
+    ints = [0 if value is None else value for value in map(get, _INT_KEYS)]
+    for value in ints:
+        if type(value) is not int or not _INT64[0] <= value < _INT64[1]:
+            raise _SlowPath
+    executed = get("executed_at")
     if type(executed) is not int or not EARLIEST_MS <= executed < LATEST_MS:
         raise _SlowPath
-    created = p.get("created_at")
+    created = get("created_at")
     if type(created) is not int or not EARLIEST_MS <= created < LATEST_MS:
         created = None
-    tags = p.get("tags")
+    tags = get("tags")
     if tags is None:
         tags = []
     elif type(tags) is not list or any(type(tag) is not str for tag in tags):
         raise _SlowPath
-    exchange = p.get("exchange") or ""
-    if type(exchange) is not str:
+    exchange = get("exchange") or ""
+    if type(exchange) is not str or not _PLAIN_RE.fullmatch(exchange):
         raise _SlowPath
-    bid = _dec(p, "nbbo_bid", _PRICE_RE)
-    ask = _dec(p, "nbbo_ask", _PRICE_RE)
+    # Which side the trade took: the volume split when one side leads, else the price against the NBBO.
+    split = ints[2:]
+    top = max(split)
+    if top > 0 and split.count(top) == 1:
+        side = _SIDES[split.index(top)]
+    elif bid is not None and ask is not None and float(bid) <= float(ask):
+        # Pattern-checked decimal strings of at most ~20 significant digits: float order is decimal order here.
+        x = float(price)
+        side = "ask" if x >= float(ask) else "bid" if x <= float(bid) else "mid"
+    else:
+        side = "no_side"
     return (
         uw_id,
         ticker,
-        symbol.occ,
-        symbol.expiry,
-        symbol.right,
-        symbol.strike,
+        occ_text,
+        expiry,
+        right,
+        strike,
         price,
         size,
         premium,
         bid,
         ask,
-        _dec(p, "underlying_price", _PRICE_RE),
-        _int(p, "volume"),
-        _int(p, "open_interest"),
-        _dec(p, "implied_volatility", _GREEK_RE),
-        _dec(p, "delta", _GREEK_RE),
-        _dec(p, "gamma", _GREEK_RE),
-        _dec(p, "theta", _GREEK_RE),
-        _dec(p, "vega", _GREEK_RE),
-        _side(p, price, bid, ask),
+        underlying,
+        ints[0],
+        ints[1],
+        iv,
+        delta,
+        gamma,
+        theta,
+        vega,
+        side,
         tags,
         exchange[:16],
         executed,
@@ -306,18 +324,32 @@ def utc_ms(moment: datetime) -> int:
     return _ms(moment)
 
 
-def _copy_field(value: Any) -> str:
+def _copy_value(value: Any) -> str:
+    """COPY text for what is not already a plain string (None, numbers, dates, tag lists, text needing escapes)."""
     if value is None:
         return "\\N"
     if type(value) is str:
-        if _PLAIN_RE.fullmatch(value):
-            return value
         return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     if type(value) is list:
-        return _copy_field(orjson.dumps(value).decode())
+        return _copy_value(orjson.dumps(value).decode())
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)
+
+
+def _copy_line(row: tuple[Any, ...]) -> str:
+    """One staging row in COPY's text format.  Strings are plain by construction (patterns, OCC symbols, the
+    tickers' alphabet) except the two free-text fields, which are checked here."""
+    fields = [
+        value if type(value) is str else str(value) if type(value) is int else _copy_value(value) for value in row
+    ]
+    for index in _FREE_TEXT:
+        if not _PLAIN_RE.fullmatch(fields[index]):
+            fields[index] = _copy_value(row[index])
+    return "\t".join(fields)
+
+
+_FREE_TEXT = (0, 21)  # uw_id, exchange
 
 
 def ingest_tape(frames: Sequence[TapeFrame], *, source: str, archive: bool = True) -> TapeResult:
@@ -426,11 +458,12 @@ def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
     buffer = io.StringIO()
     write = buffer.write
     for row in rows:
-        write("\t".join([_copy_field(value) for value in row]))
+        write(_copy_line(row))
         write("\n")
     buffer.seek(0)
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} ({stage_columns}) ON COMMIT DELETE ROWS")
+        # Empty at the start of a transaction (ON COMMIT DELETE ROWS); emptied again for a second call in one.
         cursor.execute(f"TRUNCATE {STAGE_TABLE}")
         raw = cursor.cursor  # psycopg2's own cursor: COPY is not part of the DB-API
         raw.copy_expert(f"COPY {STAGE_TABLE} FROM STDIN", buffer)
@@ -441,7 +474,6 @@ def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
             "ON CONFLICT (uw_id) DO NOTHING RETURNING uw_id"
         )
         new_ids = [uw_id for (uw_id,) in cursor.fetchall()]
-        cursor.execute(f"TRUNCATE {STAGE_TABLE}")
     return sorted(new_ids)
 
 
