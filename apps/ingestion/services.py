@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -195,15 +196,17 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         result.duplicates += len(fresh) - len(inserted)
         result.accepted = len(inserted)
         updates = _persist_rows(inserted, raw_ids, result)
+        # Tickers with data other than option prints in this batch: analytics always hears about those.
+        general_tickers = set(result.as_of)
         if tape_frames:
-            _ingest_tape(tape_frames, source=source, result=result, rejected=rejected)
+            _ingest_tape(tape_frames, source=source, result=result, rejected=rejected, updates=updates)
         _quarantine(rejected, source=source)
         result.quarantined = len(rejected)
         result.quarantine_reasons = dict(Counter(item.kind.value for item in rejected))
         # Inside the transaction on purpose: if Redis is down the rows roll back and a retry redoes the whole batch,
         # instead of finding every frame "already archived" and never publishing it.
         redis_keys.latest_publish(updates=updates)
-        _enqueue_analytics(result)
+        _enqueue_analytics(result, tape_only=set(result.as_of) - general_tickers)
 
     if result.quarantined:
         logger.warning(
@@ -266,8 +269,15 @@ def _from_ms(ms: int) -> datetime:
     return tape.EPOCH + timedelta(milliseconds=ms)
 
 
-def _ingest_tape(frames: list[tape.TapeFrame], *, source: str, result: IngestResult, rejected: list[_Rejected]) -> None:
-    outcome = tape.ingest_tape(frames, source=source)
+def _ingest_tape(
+    frames: list[tape.TapeFrame],
+    *,
+    source: str,
+    result: IngestResult,
+    rejected: list[_Rejected],
+    updates: redis_keys.LatestUpdates,
+) -> None:
+    outcome = tape.ingest_tape(frames, source=source, updates=updates)
     result.accepted += outcome.accepted
     result.duplicates += outcome.duplicates
     for channel, count in outcome.by_channel.items():
@@ -558,7 +568,15 @@ def analytics_task() -> Task | None:
     return current_app.tasks.get(NEXT_STAGE_TASK)
 
 
-def _enqueue_analytics(result: IngestResult) -> None:
+# A batch that brought a ticker only option prints triggers its analytics at most this often (market time, per
+# worker process): the tape arrives in batches every few milliseconds, while analytics recomputes at most once per
+# ANALYTICS_MIN_INTERVAL_SECONDS anyway (or on a new flow alert, which is not tape).  Prices, GEX and alerts always
+# trigger it.
+TAPE_ANALYTICS_EVERY = timedelta(seconds=1)
+_tape_analytics_sent: dict[str, datetime] = {}
+
+
+def _enqueue_analytics(result: IngestResult, *, tape_only: AbstractSet[str] = frozenset()) -> None:
     tracked = set(settings.TRACKED_TICKERS)
     # The feed is market-wide (flow alerts, untargeted option trades); only the tickers we trade are analysed.
     tickers = sorted(ticker for ticker in result.as_of if ticker in tracked)
@@ -569,7 +587,12 @@ def _enqueue_analytics(result: IngestResult) -> None:
         logger.warning("%s is not registered; analytics not triggered for %s", NEXT_STAGE_TASK, ", ".join(tickers))
         return
     for ticker in tickers:
-        enqueue_after_commit(task, ticker, result.as_of[ticker].isoformat())
+        as_of = result.as_of[ticker]
+        last = _tape_analytics_sent.get(ticker)
+        if ticker in tape_only and last is not None and timedelta(0) <= as_of - last < TAPE_ANALYTICS_EVERY:
+            continue
+        _tape_analytics_sent[ticker] = as_of
+        enqueue_after_commit(task, ticker, as_of.isoformat())
         result.enqueued.append(ticker)
 
 

@@ -352,8 +352,17 @@ def _copy_line(row: tuple[Any, ...]) -> str:
 _FREE_TEXT = (0, 21)  # uw_id, exchange
 
 
-def ingest_tape(frames: Sequence[TapeFrame], *, source: str, archive: bool = True) -> TapeResult:
+def ingest_tape(
+    frames: Sequence[TapeFrame],
+    *,
+    source: str,
+    archive: bool = True,
+    updates: redis_keys.LatestUpdates | None = None,
+) -> TapeResult:
     """Normalize and insert option-trade frames (inside the caller's transaction); archive the new ones raw.
+
+    The newest print of each contract goes to ``latest:uw:quote:*``: into the caller's ``updates`` when given (one
+    Redis transaction for the whole batch), else published here.
 
     Guarantees: every frame is exactly one of accepted (its ``uw_id`` is new), duplicate (its ``uw_id`` is stored
     already or repeated in ``frames``) or rejected (returned with the reason, for the caller's quarantine).
@@ -386,7 +395,9 @@ def ingest_tape(frames: Sequence[TapeFrame], *, source: str, archive: bool = Tru
     if not new_ids:
         return result
 
-    updates = redis_keys.LatestUpdates()
+    publish = updates is None
+    if updates is None:
+        updates = redis_keys.LatestUpdates()
     newest: dict[str, tuple[Any, ...]] = {}
     by_channel: dict[str, int] = {}
     kept_lines: list[str] = []
@@ -410,7 +421,8 @@ def ingest_tape(frames: Sequence[TapeFrame], *, source: str, archive: bool = Tru
     result.by_channel = by_channel
     for symbol, row in newest.items():
         updates.offer_hash(redis_keys.latest_quote_key(symbol), row[_I_EXECUTED], _quote_fields(row))
-    redis_keys.latest_publish(updates=updates)
+    if publish:
+        redis_keys.latest_publish(updates=updates)
     if archive and first_ms is not None and last_ms is not None:
         _archive(kept_lines, source=source, first_ms=first_ms, last_ms=last_ms)
     return result

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "uw_ws"
 INGEST_TASK = "ingestion.ingest_batch"
+INGEST_QUEUE = "ingestion"  # the Redis list the Celery broker keeps the queue in
 BACKFILL_TASK = "ingestion.flow_alerts_backfill"
 STATE_KEY = "uw:stream:state"
 CHANNELS_KEY = "uw:stream:channels"
@@ -94,6 +95,9 @@ class StreamConfig:
     channels: Sequence[str]
     batch_frames: int = 1000
     batch_ms: int = 20
+    # While the workers have batches waiting, a batch may grow this long (ms, up to batch_frames): bigger batches
+    # cost the workers less per frame, so a backlog drains instead of growing.  0 keeps batch_ms always.
+    backlog_batch_ms: int = 250
     buffer_frames: int = 500_000
     ping_after: float = 30.0
     pong_timeout: float = 10.0
@@ -111,6 +115,7 @@ class StreamConfig:
             channels=settings.UW_CHANNELS,
             batch_frames=settings.UW_STREAM_BATCH_FRAMES,
             batch_ms=settings.UW_STREAM_BATCH_MS,
+            backlog_batch_ms=settings.UW_STREAM_BACKLOG_BATCH_MS,
             buffer_frames=settings.UW_STREAM_BUFFER_FRAMES,
             ping_after=settings.UW_STREAM_PING_AFTER_SECONDS,
             pong_timeout=settings.UW_STREAM_PONG_TIMEOUT_SECONDS,
@@ -185,6 +190,8 @@ class StreamListener:
         self._ws: websocket.WebSocket | None = None
         self._state_written = 0.0
         self._rates: dict[str, tuple[float, int]] = {}
+        self._batch_s = config.batch_ms / 1000  # the age at which the reader cuts a batch (grows with a backlog)
+        self._depth_checked = 0.0
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -276,7 +283,6 @@ class StreamListener:
         cfg = self.config
         batch: list[str] = []
         batch_started = 0.0
-        batch_s = cfg.batch_ms / 1000
         last_rx = time.monotonic()
         ping_sent = 0.0
         last_pause_check = last_rx
@@ -287,6 +293,7 @@ class StreamListener:
         timeout: float | None = None
         try:
             while not self.stop.is_set():
+                batch_s = self._batch_s
                 wanted = batch_s if batch else idle_timeout
                 if wanted != timeout:
                     ws.settimeout(wanted)
@@ -420,8 +427,32 @@ class StreamListener:
                         self._queued_frames -= len(batch)
                 self.stats.batches_published += 1
                 self.stats.frames_published += len(batch)
+                self._adapt_batch_age()
         finally:
             self._sender_done.set()
+
+    def _adapt_batch_age(self) -> None:
+        """Grow batches while the ingestion queue has a backlog, shrink them back when it is empty (checked at most
+        every 100 ms, and only when the Celery broker is this Redis)."""
+        cfg = self.config
+        now = time.monotonic()
+        if not cfg.backlog_batch_ms or now - self._depth_checked < 0.1 or not self._queue_depth_readable:
+            return
+        self._depth_checked = now
+        try:
+            depth = int(cast(int, self._redis().llen(INGEST_QUEUE)))
+        except redis.RedisError:
+            return
+        wanted = max(cfg.batch_ms, cfg.backlog_batch_ms) if depth > 0 else cfg.batch_ms
+        self._batch_s = wanted / 1000
+
+    @property
+    def _queue_depth_readable(self) -> bool:
+        if self._store is not None:
+            return True
+        from django.conf import settings
+
+        return bool(settings.REDIS_URL) and settings.CELERY_BROKER_URL == settings.REDIS_URL
 
     # --- control and state ----------------------------------------------------------------------------------------
 
@@ -466,6 +497,7 @@ class StreamListener:
             "frames_published": str(stats.frames_published),
             "batches_published": str(stats.batches_published),
             "buffered_frames": str(self._queued_frames),
+            "batch_ms": str(round(self._batch_s * 1000)),
             "dropped_frames": str(stats.dropped_frames),
             "publish_failures": str(stats.publish_failures),
             "backfills_requested": str(stats.backfills_requested),
