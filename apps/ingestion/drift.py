@@ -129,14 +129,22 @@ class _Stream:
         return (self.fields, self.required, self.open_events) == (other.fields, other.required, other.open_events)
 
 
-_lock = threading.RLock()
-_streams: dict[str, _Stream] = {}
+# One cache per thread, like one per process: threads (a threaded worker pool, the tests' racing writers) converge
+# through the database as processes do.  A process-wide lock held across the database writes below would deadlock
+# against the row locks another thread's transaction holds.
+_local = threading.local()
+
+
+def _cache() -> dict[str, _Stream]:
+    streams: dict[str, _Stream] | None = getattr(_local, "streams", None)
+    if streams is None:
+        streams = _local.streams = {}
+    return streams
 
 
 def reset_cache() -> None:
     """Forget every cached fingerprint without writing anything (a fresh process; tests simulating one)."""
-    with _lock:
-        _streams.clear()
+    _cache().clear()
 
 
 # --- reads -------------------------------------------------------------------------------------------------------
@@ -173,7 +181,7 @@ def _adopt_open(state: _Stream, key: EventKey) -> None:
 
 def _state(stream: str) -> _Stream:
     """The cached stream, re-read from the database when ``REFRESH_SECONDS`` have passed (pending counts flushed)."""
-    state = _streams.get(stream)
+    state = _cache().get(stream)
     if state is not None and time.monotonic() - state.loaded_at < REFRESH_SECONDS:
         return state
     if state is not None:
@@ -183,7 +191,7 @@ def _state(stream: str) -> _Stream:
         state.payloads_seen = fresh.payloads_seen
         state.loaded_at = fresh.loaded_at
         return state
-    _streams[stream] = fresh
+    _cache()[stream] = fresh
     return fresh
 
 
@@ -255,9 +263,8 @@ def _flush_stream(state: _Stream) -> None:
 def flush() -> None:
     """Write the occurrence counts and ``payloads_seen`` this process holds back (at most ``REFRESH_SECONDS`` of
     them); for a listener shutting down, and tests."""
-    with _lock:
-        for state in _streams.values():
-            _flush_stream(state)
+    for state in _cache().values():
+        _flush_stream(state)
 
 
 def _record(stream: str, findings: Mapping[EventKey, _Finding], counts: Mapping[EventKey, int]) -> list[DriftEvent]:
@@ -400,12 +407,11 @@ def observe(stream: str, payloads: Sequence[Mapping[str, Any]]) -> list[DriftEve
     """
     if not payloads:
         return []
-    with _lock:
-        state = _state(stream)
-        if state.learning:
-            _learn(state, payloads)
-            return []
-        return _detect(state, payloads)
+    state = _state(stream)
+    if state.learning:
+        _learn(state, payloads)
+        return []
+    return _detect(state, payloads)
 
 
 def _detect(state: _Stream, payloads: Sequence[Mapping[str, Any]]) -> list[DriftEvent]:
@@ -447,14 +453,13 @@ def _detect(state: _Stream, payloads: Sequence[Mapping[str, Any]]) -> list[Drift
     _count_occurrences(state.name, {key: n for key, n in counts.items() if key not in batch.findings})
 
     def adopt() -> None:
-        with _lock:
-            if _streams.get(state.name) is not state:
-                return  # reloaded meanwhile: the database already has all of it
-            for name, types in batch.new_types.items():
-                state.fields[name] = state.fields.get(name, frozenset()) | types
-            for key in batch.findings:
-                _adopt_open(state, key)
-            _remember(state, unseen)
+        if _cache().get(state.name) is not state:
+            return  # reloaded meanwhile: the database already has all of it
+        for name, types in batch.new_types.items():
+            state.fields[name] = state.fields.get(name, frozenset()) | types
+        for key in batch.findings:
+            _adopt_open(state, key)
+        _remember(state, unseen)
         for event in created:
             logger.warning(
                 "UW drift on %s: %s %s (expected %s, observed %s)",
@@ -538,11 +543,10 @@ def acknowledge(*, event_ids: Iterable[int], user: str) -> int:
         )
 
         def forget() -> None:
-            with _lock:
-                for stream in streams:
-                    state = _streams.pop(stream, None)
-                    if state is not None:
-                        _flush_stream(state)
+            for stream in streams:
+                state = _cache().pop(stream, None)
+                if state is not None:
+                    _flush_stream(state)
             _publish_open_counts()
 
         transaction.on_commit(forget, robust=True)

@@ -25,7 +25,8 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from django.db import connection
+import psycopg2.errors
+from django.db import connection, transaction
 
 from apps.core import occ
 from apps.ingestion import bulk, redis_keys
@@ -104,9 +105,11 @@ _STAGE_TYPES = (
     "text",
     "jsonb",
     "text",
-    "bigint",
-    "bigint",
+    "timestamptz",
+    "timestamptz",
 )
+# The table's columns in the same order (the times as timestamps).
+TARGET_COLUMNS = (*COLUMNS[:-2], "executed_at", "uw_created_at")
 _I_ID, _I_TICKER, _I_SYMBOL = 0, 1, 2
 _I_PRICE, _I_SIZE, _I_BID, _I_ASK, _I_UNDERLYING, _I_IV, _I_DELTA = 6, 7, 9, 10, 11, 14, 15
 _I_EXECUTED, _I_CREATED = 22, 23
@@ -338,15 +341,33 @@ def _copy_value(value: Any) -> str:
 
 
 def _copy_line(row: tuple[Any, ...]) -> str:
-    """One staging row in COPY's text format.  Strings are plain by construction (patterns, OCC symbols, the
-    tickers' alphabet) except the two free-text fields, which are checked here."""
+    """One row in COPY's text format, times as UTC timestamps.  Strings are plain by construction (patterns, OCC
+    symbols, the tickers' alphabet) except the two free-text fields, which are checked here."""
     fields = [
-        value if type(value) is str else str(value) if type(value) is int else _copy_value(value) for value in row
+        value if type(value) is str else str(value) if type(value) is int else _copy_value(value)
+        for value in row[:_I_EXECUTED]
     ]
     for index in _FREE_TEXT:
         if not _PLAIN_RE.fullmatch(fields[index]):
             fields[index] = _copy_value(row[index])
+    created = row[_I_CREATED]
+    fields.append(_timestamp_text(row[_I_EXECUTED]))
+    fields.append("\\N" if created is None else _timestamp_text(created))
     return "\t".join(fields)
+
+
+_SECOND_TEXT: dict[int, str] = {}
+
+
+def _timestamp_text(ms: int) -> str:
+    """``2026-11-20 14:30:59.500+00`` for epoch milliseconds; the prints of one second share the formatted prefix."""
+    second, millis = divmod(ms, 1000)
+    prefix = _SECOND_TEXT.get(second)
+    if prefix is None:
+        if len(_SECOND_TEXT) > 100_000:
+            _SECOND_TEXT.clear()
+        prefix = _SECOND_TEXT[second] = (EPOCH + timedelta(seconds=second)).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{prefix}.{millis:03d}+00"
 
 
 _FREE_TEXT = (0, 21)  # uw_id, exchange
@@ -460,29 +481,33 @@ def _insert(rows: list[tuple[Any, ...]]) -> list[str]:
 
 
 def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
-    stage_columns = ", ".join(f'"{c}" {t}' for c, t in zip(COLUMNS, _STAGE_TYPES, strict=True))
-    target = [c if c not in ("executed_ms", "created_ms") else c.replace("_ms", "_at") for c in COLUMNS]
-    target[-1] = "uw_created_at"
-    selected = [f'"{c}"' for c in COLUMNS[:-2]] + [
-        "'epoch'::timestamptz + executed_ms * interval '1 millisecond'",
-        "'epoch'::timestamptz + created_ms * interval '1 millisecond'",
-    ]
+    """COPY straight into the table when none of the trades is stored yet (the live case); when one is (a redelivered
+    batch, a reconnect overlap, a concurrent worker), the COPY fails on the unique key, rolls back to its savepoint,
+    and the rows go through the staging table and ``ON CONFLICT DO NOTHING RETURNING`` instead."""
     buffer = io.StringIO()
     write = buffer.write
     for row in rows:
         write(_copy_line(row))
         write("\n")
-    buffer.seek(0)
+    quoted = ", ".join(f'"{c}"' for c in TARGET_COLUMNS)
     with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg2's own cursor: COPY is not part of the DB-API
+        try:
+            with transaction.atomic():
+                buffer.seek(0)
+                raw.copy_expert(f"COPY {OptionTrade._meta.db_table} ({quoted}) FROM STDIN", buffer)
+            return [row[_I_ID] for row in rows]
+        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
+            pass
+        stage_columns = ", ".join(f'"{c}" {t}' for c, t in zip(TARGET_COLUMNS, _STAGE_TYPES, strict=True))
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} ({stage_columns}) ON COMMIT DELETE ROWS")
         # Empty at the start of a transaction (ON COMMIT DELETE ROWS); emptied again for a second call in one.
         cursor.execute(f"TRUNCATE {STAGE_TABLE}")
-        raw = cursor.cursor  # psycopg2's own cursor: COPY is not part of the DB-API
+        buffer.seek(0)
         raw.copy_expert(f"COPY {STAGE_TABLE} FROM STDIN", buffer)
-        quoted = ", ".join(f'"{c}"' for c in target)
         cursor.execute(
             f"INSERT INTO {OptionTrade._meta.db_table} ({quoted}) "  # noqa: S608 - identifiers only
-            f"SELECT {', '.join(selected)} FROM {STAGE_TABLE} ORDER BY uw_id "
+            f"SELECT {quoted} FROM {STAGE_TABLE} ORDER BY uw_id "
             "ON CONFLICT (uw_id) DO NOTHING RETURNING uw_id"
         )
         new_ids = [uw_id for (uw_id,) in cursor.fetchall()]

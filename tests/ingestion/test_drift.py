@@ -227,10 +227,10 @@ def test_two_processes_learning_at_once_merge_their_fingerprints(observe):
 
 def test_a_process_with_a_stale_cache_does_not_report_twice(observe):
     observe("ws:price", prices(BASELINE))
-    stale = dict(drift._streams)
+    stale = dict(drift._cache())
     assert len(observe("ws:price", prices(2, halted=False))) == 1
-    drift._streams.clear()
-    drift._streams.update(stale)  # another process that has not refreshed yet
+    drift._cache().clear()
+    drift._cache().update(stale)  # another process that has not refreshed yet
     stale["ws:price"].keys.clear()
     stale["ws:price"].fields.pop("halted", None)
     assert observe("ws:price", prices(2, halted=False)) == []
