@@ -287,7 +287,7 @@ UW_CHANNELS = _channels("UW_CHANNELS", TRACKED_TICKERS)
 UW_STREAM_BATCH_FRAMES = _int("UW_STREAM_BATCH_FRAMES", 1000, minimum=1)
 UW_STREAM_BATCH_MS = _int("UW_STREAM_BATCH_MS", 20, minimum=1)
 # While the ingestion queue has a backlog, batches may wait this long (ms) to fill; 0 turns it off.
-UW_STREAM_BACKLOG_BATCH_MS = _int("UW_STREAM_BACKLOG_BATCH_MS", 250, minimum=0)
+UW_STREAM_BACKLOG_BATCH_MS = _int("UW_STREAM_BACKLOG_BATCH_MS", 100, minimum=0)
 # Frames held in memory while the broker is unreachable; past it the oldest are dropped, counted and logged.
 UW_STREAM_BUFFER_FRAMES = _int("UW_STREAM_BUFFER_FRAMES", 500_000, minimum=1000)
 # Stall watchdog (UW's own example: ping after 30 s of silence, reconnect if no pong within 10 s).

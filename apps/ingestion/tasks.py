@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
 from celery import shared_task
-from django.db import OperationalError
+from celery.signals import worker_shutdown
+from django.db import DatabaseError, OperationalError
 
 from apps.ingestion.services import ingest_lines
+
+logger = logging.getLogger(__name__)
 
 # Transient: the database or Redis went away, or "latest" keys kept changing under concurrent writers.
 TRANSIENT = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.WatchError)
@@ -35,3 +39,14 @@ def ingest_batch(lines: list[str], source: str = "uw_ws") -> dict[str, Any]:
 
 
 from apps.ingestion import rest_tasks  # noqa: F401, E402
+
+
+@worker_shutdown.connect
+def _drift_counts_flush(**_: object) -> None:
+    """A worker going away writes the drift occurrence counts it held back (at most a few seconds of them)."""
+    from apps.ingestion import drift
+
+    try:
+        drift.flush()
+    except DatabaseError as exc:
+        logger.warning("drift counts not written at shutdown: %s", exc)

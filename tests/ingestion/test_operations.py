@@ -136,3 +136,16 @@ def test_admin_lists_every_ingestion_table_read_only(admin_client, model):
     detail = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
     assert detail.status_code == 200
     assert b'name="_save"' not in detail.content
+
+
+@pytest.mark.django_db
+def test_quarantine_retry_leaves_rest_items_to_the_next_poll():
+    QuarantinedFrame.objects.create(
+        line_hash="r" * 64,
+        channel="rest:flow_alerts",
+        raw='{"ticker": 1}',
+        reason="invalid 'ticker' in rest:flow_alerts",
+    )
+    outcome = quarantine_retry()
+    assert outcome.examined == 0
+    assert QuarantinedFrame.objects.get().reason == "invalid 'ticker' in rest:flow_alerts"

@@ -97,7 +97,7 @@ class StreamConfig:
     batch_ms: int = 20
     # While the workers have batches waiting, a batch may grow this long (ms, up to batch_frames): bigger batches
     # cost the workers less per frame, so a backlog drains instead of growing.  0 keeps batch_ms always.
-    backlog_batch_ms: int = 250
+    backlog_batch_ms: int = 100
     buffer_frames: int = 500_000
     ping_after: float = 30.0
     pong_timeout: float = 10.0
