@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -38,6 +39,9 @@ class HealthSnapshot:
     canary_error: str = ""
     kill_switch_on: bool | None = None
     dead_letters_last_24h: int | None = None
+    # The Unusual Whales listener's last report (empty when none ever ran against this Redis) and open drift events.
+    uw_stream: dict[str, Any] = field(default_factory=dict)
+    uw_drift_open: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -152,4 +156,38 @@ def health_snapshot() -> HealthSnapshot:
         canary_error=canary_error,
         kill_switch_on=kill_switch,
         dead_letters_last_24h=dead_letters,
+        uw_stream=_uw_stream(client) if redis_ok else {},
+        uw_drift_open=_uw_drift_open(client) if redis_ok else None,
     )
+
+
+def _uw_stream(client: redis.Redis) -> dict[str, Any]:
+    from apps.ingestion.uw.stream import stream_state
+
+    try:
+        state = stream_state(store=client)
+    except (redis.RedisError, ValueError):
+        return {}
+    if not state.get("status"):
+        return {}
+    updated = float(state.get("updated_at") or 0)
+    return {
+        "status": state["status"],
+        "paused": state["paused"],
+        "report_age_seconds": round(max(0.0, time.time() - updated), 1),
+        "frames": int(state.get("frames") or 0),
+        "buffered_frames": int(state.get("buffered_frames") or 0),
+        "dropped_frames": int(state.get("dropped_frames") or 0),
+        "reconnects": int(state.get("reconnects") or 0),
+        "last_error": state.get("last_error", ""),
+    }
+
+
+def _uw_drift_open(client: redis.Redis) -> int | None:
+    from apps.ingestion.drift import OPEN_KEY, OPEN_TOTAL
+
+    try:
+        total = client.hget(OPEN_KEY, OPEN_TOTAL)
+    except redis.RedisError:
+        return None
+    return int(cast(str, total)) if total else 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from io import StringIO
 
 import orjson
 import pytest
+from django.core.management import call_command
 from kombu.exceptions import OperationalError as BrokerError
 
 from apps.ingestion import drift
@@ -295,8 +297,11 @@ def test_state_for_the_console_reports_status_frames_and_per_channel_rates(runni
         assert wait(lambda: listener.stats.frames > 20)
         time.sleep(1.2)
         state = stream.stream_state(store=redis_store)
+        health = StringIO()
+        call_command("health", stdout=health)
     assert state["status"] == "connected"
     assert int(state["frames"]) > 20
+    assert "uw stream    connected, reported" in health.getvalue()
     assert state["channels"]["price:SPY"]["frames"] > 5
     assert state["channels"]["price:SPY"]["last_frame_age_s"] < 2
     assert "price:SPY" in state["joined"]

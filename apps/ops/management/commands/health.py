@@ -9,6 +9,9 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, health_snapshot
 
+# The listener writes its state every second; a report older than this means it is not running (or hung).
+STREAM_STALE_AFTER_SECONDS = 30
+
 
 class Command(BaseCommand):
     help = (
@@ -62,4 +65,20 @@ class Command(BaseCommand):
         if snapshot.dead_letters_last_24h is not None:
             count = snapshot.dead_letters_last_24h
             lines.append(f"  dead letters {count} in the last 24 h (admin: Operations > Dead letters)")
+        stream = snapshot.uw_stream
+        if not stream:
+            lines.append("  uw stream    not reporting (manage.py uw_stream has not run against this Redis)")
+        else:
+            stale = " STALE" if stream["report_age_seconds"] > STREAM_STALE_AFTER_SECONDS else ""
+            lines.append(
+                f"  uw stream    {stream['status']}{' (paused)' if stream['paused'] else ''}, reported "
+                f"{stream['report_age_seconds']} s ago{stale}; {stream['frames']} frames, {stream['buffered_frames']} "
+                f"buffered, {stream['dropped_frames']} dropped, {stream['reconnects']} reconnects"
+                + (f"; last error: {stream['last_error']}" if stream["last_error"] else "")
+            )
+        if snapshot.uw_drift_open:
+            lines.append(
+                f"  uw drift     {snapshot.uw_drift_open} unacknowledged drift event(s) "
+                "(admin: Ingestion > Drift events; docs/ingestion_drift.md)"
+            )
         return "\n".join(lines)
