@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
+import orjson
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -149,3 +150,29 @@ def test_quarantine_retry_leaves_rest_items_to_the_next_poll():
     outcome = quarantine_retry()
     assert outcome.examined == 0
     assert QuarantinedFrame.objects.get().reason == "invalid 'ticker' in rest:flow_alerts"
+
+
+@pytest.mark.django_db
+def test_uw_archive_writes_frames_and_the_tape_back_out_in_receive_order(tmp_path):
+    from tests.ingestion import frames as builders
+
+    lines = [
+        builders.line("price:SPY", builders.price(time=builders.RECEIVED_MS), builders.RECEIVED_MS + 30),
+        builders.line("option_trades:SPY", builders.option_trade(id="a"), builders.RECEIVED_MS + 10),
+        builders.line("option_trades:SPY", builders.option_trade(id="b"), builders.RECEIVED_MS + 40),
+    ]
+    ingest_lines(lines=lines[:2], source="t")
+    ingest_lines(lines=lines[2:], source="t")
+    out = tmp_path / "archive.ndjson.gz"
+    call_command("uw_archive", "--out", str(out), stdout=StringIO())
+    written = gzip.open(out, "rt").read().splitlines()
+    assert [orjson.loads(line)["received_at"] for line in written] == [
+        builders.RECEIVED_MS + 10,
+        builders.RECEIVED_MS + 30,
+        builders.RECEIVED_MS + 40,
+    ]
+    # Re-ingesting the export adds nothing: it is exactly what was received.
+    again = ingest_lines(lines=written, source="t")
+    assert (again.accepted, again.duplicates) == (0, 3)
+    call_command("uw_archive", "--out", str(out), "--since", str(builders.RECEIVED_MS + 20), stdout=StringIO())
+    assert len(gzip.open(out, "rt").read().splitlines()) == 2
