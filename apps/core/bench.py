@@ -112,6 +112,25 @@ def database_url() -> str:
     return f"postgres://{auth + '@' if auth else ''}{address}/{db['NAME']}"
 
 
+def celery_worker_argv(*extra: str) -> list[str]:
+    """A quiet Celery worker of this project, as compose runs it (no gossip, mingle or heartbeat: benchmarks and
+    tests start a few on one machine and want neither the chatter nor its CPU)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tradingplatform",
+        "worker",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        "warning",
+        *extra,
+    ]
+
+
 @contextmanager
 def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The compose worker layout as subprocesses, always stopped on exit."""
@@ -138,20 +157,7 @@ def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator
             log = (log_dir / f"bench-worker-{i}.log").open("wb")
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "tradingplatform",
-                        "worker",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        "-l",
-                        "warning",
-                        *extra,
-                    ],
+                    celery_worker_argv(*extra),
                     cwd=ROOT,
                     env=env,
                     stdout=log,

@@ -40,7 +40,7 @@ from django.db import connection, transaction
 from tqdm import tqdm
 
 from apps.core import calendar, clock
-from apps.core.bench import ROOT, BenchError, check_preconditions, database_url, wipe_state
+from apps.core.bench import ROOT, BenchError, celery_worker_argv, check_preconditions, database_url, wipe_state
 from apps.core.store import get_redis
 from apps.ingestion.models import OptionTrade, RawBatch
 from apps.ingestion.services import LAG_BUCKETS_MS, LAG_HISTOGRAM_KEY
@@ -167,18 +167,7 @@ def _processes(
         "UW_STREAM_BATCH_FRAMES": str(cfg.batch_frames),
         "UW_STREAM_BATCH_MS": str(cfg.batch_ms),
     }
-    worker_cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tradingplatform",
-        "worker",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-l",
-        "warning",
+    worker_cmd = celery_worker_argv(
         "-Q",
         "ingestion",
         "-c",
@@ -189,7 +178,7 @@ def _processes(
         cfg.pool,
         "-n",
         f"bench-ingest-{os.getpid()}@%h",
-    ]
+    )
     listener_cmd = [sys.executable, "manage.py", "uw_stream", "--no-backfill"]
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []

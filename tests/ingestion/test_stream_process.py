@@ -20,6 +20,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.core.bench import celery_worker_argv
 from apps.ingestion.models import FlowAlert
 from apps.ingestion.redis_keys import FLOW_ALERTS
 from apps.ingestion.uw import stream
@@ -84,20 +85,7 @@ def worker_env(tmp_path) -> Iterator[tuple[UWStandin, dict[str, str], Path, list
         env = environment(uw)
         log = tmp_path / "worker.log"
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tradingplatform",
-                "worker",
-                "-Q",
-                "ingestion",
-                "--pool",
-                "solo",
-                "-l",
-                "warning",
-            ],
+            celery_worker_argv("-Q", "ingestion", "--pool", "solo"),
             cwd=ROOT,
             env=env,
             stdout=log.open("ab"),
