@@ -450,9 +450,12 @@ def ingest_tape(
 
 
 def _text(value: Any) -> str:
+    """A decimal as the Redis hashes hold it: no trailing zeros (``3.90`` -> ``3.9``, ``600.000`` -> ``600``)."""
     if value is None:
         return ""
-    if isinstance(value, str):
+    if type(value) is str:
+        if "." not in value or value[-1] not in "0.":
+            return value  # already in that form: the common case, no Decimal needed
         value = Decimal(value)
     return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
 
