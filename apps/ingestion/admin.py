@@ -3,6 +3,7 @@ lists, no filters that scan the table, and exact-match searches on indexed colum
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.contrib import admin
@@ -29,7 +30,9 @@ from apps.ingestion.models import (
     RawFrame,
     RestPayload,
     StockState,
+    StreamControl,
 )
+from apps.ingestion.uw.stream import stream_pause_set, stream_state
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -198,3 +201,37 @@ class DriftEventAdmin(ReadOnlyAdmin):
     def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[DriftEvent]) -> None:
         count = drift.acknowledge(event_ids=queryset.values_list("id", flat=True), user=request.user.get_username())
         self.message_user(request, f"{count} drift event(s) acknowledged.")
+
+
+@admin.register(StreamControl)
+class StreamControlAdmin(admin.ModelAdmin):
+    """Adding a row pauses or resumes the Unusual Whales listener (through the service, which also sets Redis); the
+    list's title shows what the listener last reported."""
+
+    list_display = ("at", "paused", "by", "reason")
+    fields = ("paused", "reason")
+    ordering = ("-at", "-id")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        state = stream_state()
+        if state.get("status"):
+            age = max(0.0, time.time() - float(state.get("updated_at") or 0))
+            title = (
+                f"UW listener: {state['status']}{' (paused)' if state['paused'] else ''}, reported {age:.0f} s ago, "
+                f"{state.get('frames', 0)} frames, {state.get('dropped_frames', 0)} dropped"
+            )
+        else:
+            title = "UW listener: not reporting" + (" (paused)" if state["paused"] else "")
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: StreamControl, form: Any, change: bool) -> None:
+        control = stream_pause_set(
+            paused=form.cleaned_data["paused"], actor=request.user.get_username(), reason=form.cleaned_data["reason"]
+        )
+        obj.pk, obj.at, obj.by = control.pk, control.at, control.by

@@ -424,3 +424,19 @@ class OptionContract(models.Model):
 
     def __str__(self) -> str:
         return f"{self.option_symbol} oi {self.open_interest}"
+
+
+class StreamControl(models.Model):
+    """Every pause and resume of the Unusual Whales listener, by whom and why (the Redis flag mirrors the newest)."""
+
+    paused = models.BooleanField()
+    by = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "uw_stream_controls"
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"uw_stream {'paused' if self.paused else 'resumed'} by {self.by} @ {self.at:%Y-%m-%d %H:%M:%S}"

@@ -308,12 +308,41 @@ def test_state_for_the_console_reports_status_frames_and_per_channel_rates(runni
 
 
 @pytest.mark.django_db
-def test_pause_and_resume_are_recorded_in_the_audit_log():
+def test_pause_and_resume_are_recorded_and_set_the_flag_after_commit(redis_store, django_capture_on_commit_callbacks):
+    from apps.ingestion.models import StreamControl
     from apps.ops.models import AuditLog
 
-    stream.stream_pause_set(paused=True, actor="alice", reason="UW maintenance")
-    stream.stream_pause_set(paused=False, actor="alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        stream.stream_pause_set(paused=True, actor="alice", reason="UW maintenance")
+    assert redis_store.get(stream.PAUSE_KEY) == "alice"
+    with django_capture_on_commit_callbacks(execute=True):
+        stream.stream_pause_set(paused=False, actor="alice")
+    assert redis_store.get(stream.PAUSE_KEY) is None
     assert list(AuditLog.objects.order_by("id").values_list("action", "actor")) == [
         ("uw_stream.pause", "alice"),
         ("uw_stream.resume", "alice"),
     ]
+    assert [control.paused for control in StreamControl.objects.order_by("id")] == [True, False]
+
+
+@pytest.mark.django_db
+def test_the_console_pauses_the_listener_and_shows_its_state(
+    admin_client, redis_store, django_capture_on_commit_callbacks
+):
+    redis_store.hset(stream.STATE_KEY, mapping={"status": "connected", "updated_at": str(time.time()), "frames": "42"})
+    page = admin_client.get("/admin/ingestion/streamcontrol/")
+    assert page.status_code == 200
+    assert "UW listener: connected" in page.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        added = admin_client.post("/admin/ingestion/streamcontrol/add/", {"paused": "on", "reason": "UW incident"})
+    assert added.status_code == 302
+    assert redis_store.get(stream.PAUSE_KEY) == "admin"
+
+
+@pytest.mark.django_db
+def test_staff_without_the_permission_cannot_pause_the_listener(client, django_user_model, redis_store):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(user)
+    refused = client.post("/admin/ingestion/streamcontrol/add/", {"paused": "on", "reason": "x"})
+    assert refused.status_code == 403
+    assert redis_store.get(stream.PAUSE_KEY) is None

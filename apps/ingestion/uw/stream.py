@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -41,6 +41,9 @@ import websocket
 from kombu.exceptions import OperationalError as BrokerError
 
 from apps.core.store import HashMapping, get_redis
+
+if TYPE_CHECKING:
+    from apps.ingestion.models import StreamControl
 
 logger = logging.getLogger(__name__)
 
@@ -526,18 +529,34 @@ def stream_state(*, store: redis.Redis | None = None) -> dict[str, Any]:
     return state
 
 
-def stream_pause_set(*, paused: bool, actor: str, reason: str = "") -> None:
-    """Set or clear the pause flag the listener obeys, and record who did it in the audit log."""
+def stream_pause_set(*, paused: bool, actor: str, reason: str = "") -> StreamControl:
+    """Set or clear the pause flag the listener obeys; the change is a ``StreamControl`` row and an audit entry.
+
+    The row and the audit entry are written first, the Redis flag after the commit, so a failed write never leaves
+    a flag nobody can account for.
+    """
+    from django.db import transaction
+
+    from apps.core import clock
+    from apps.ingestion.models import StreamControl
     from apps.ops.services import audit_record
 
-    client = get_redis()
-    if paused:
-        client.set(PAUSE_KEY, actor or "operator")
-    else:
-        client.delete(PAUSE_KEY)
-    audit_record(
-        actor=actor,
-        action="uw_stream.pause" if paused else "uw_stream.resume",
-        target="uw_stream",
-        detail={"reason": reason},
-    )
+    actor = actor or "operator"
+
+    def flag() -> None:
+        client = get_redis()
+        if paused:
+            client.set(PAUSE_KEY, actor)
+        else:
+            client.delete(PAUSE_KEY)
+
+    with transaction.atomic():
+        control = StreamControl.objects.create(paused=paused, by=actor, reason=reason, at=clock.now())
+        audit_record(
+            actor=actor,
+            action="uw_stream.pause" if paused else "uw_stream.resume",
+            target="uw_stream",
+            detail={"reason": reason, "control_id": control.pk},
+        )
+        transaction.on_commit(flag)
+    return control
