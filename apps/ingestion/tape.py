@@ -495,13 +495,8 @@ def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
     quoted = ", ".join(f'"{c}"' for c in TARGET_COLUMNS)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg2's own cursor: COPY is not part of the DB-API
-        try:
-            with transaction.atomic():
-                buffer.seek(0)
-                raw.copy_expert(f"COPY {OptionTrade._meta.db_table} ({quoted}) FROM STDIN", buffer)
+        if _copy_new(raw, buffer, quoted):
             return [row[_I_ID] for row in rows]
-        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
-            pass
         stage_columns = ", ".join(f'"{c}" {t}' for c, t in zip(TARGET_COLUMNS, _STAGE_TYPES, strict=True))
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} ({stage_columns}) ON COMMIT DELETE ROWS")
         # Empty at the start of a transaction (ON COMMIT DELETE ROWS); emptied again for a second call in one.
@@ -515,6 +510,17 @@ def _insert_copy(rows: list[tuple[Any, ...]]) -> list[str]:
         )
         new_ids = [uw_id for (uw_id,) in cursor.fetchall()]
     return sorted(new_ids)
+
+
+def _copy_new(raw: Any, buffer: io.StringIO, quoted: str) -> bool:
+    """COPY ``buffer`` straight into the table under a savepoint; ``False`` (rolled back) when a trade is stored."""
+    try:
+        with transaction.atomic():
+            buffer.seek(0)
+            raw.copy_expert(f"COPY {OptionTrade._meta.db_table} ({quoted}) FROM STDIN", buffer)
+    except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
+        return False
+    return True
 
 
 def _insert_values(rows: list[tuple[Any, ...]]) -> list[str]:

@@ -300,7 +300,7 @@ def test_a_rolled_back_batch_is_examined_again_on_its_retry(observe, django_capt
     observe("ws:price", prices(BASELINE))
 
     class Retry(Exception):
-        pass
+        """The batch's transaction failing after drift was observed in it."""
 
     with pytest.raises(Retry), django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         assert len(drift.observe("ws:price", prices(2, halted=False))) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -329,10 +330,10 @@ class UWStandin:
         if self._stalled():
             connection.transport.pause_reading()
         try:
-            async for message in connection:
-                self._on_message(client, message)
-        except ConnectionClosed:
-            pass  # dropped by the client, by drop_connections or by stop: all normal endings here
+            # Dropped by the client, by drop_connections or by stop: all normal endings here.
+            with contextlib.suppress(ConnectionClosed):
+                async for message in connection:
+                    self._on_message(client, message)
         finally:
             self._clients.pop(number, None)
             for channel in client.channels:
