@@ -11,7 +11,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -568,12 +568,12 @@ def analytics_task() -> Task | None:
     return current_app.tasks.get(NEXT_STAGE_TASK)
 
 
-# A batch that brought a ticker only option prints triggers its analytics at most this often (market time, per
-# worker process): the tape arrives in batches every few milliseconds, while analytics recomputes at most once per
-# ANALYTICS_MIN_INTERVAL_SECONDS anyway (or on a new flow alert, which is not tape).  Prices, GEX and alerts always
-# trigger it.
+# A batch that brought a ticker only option prints triggers its analytics at most this often (market time, shared by
+# the workers through Redis): the tape arrives in batches every few milliseconds, while analytics recomputes at most
+# once per ANALYTICS_MIN_INTERVAL_SECONDS anyway (or on a new flow alert, which is not tape).  Prices, GEX and alerts
+# always trigger it.
 TAPE_ANALYTICS_EVERY = timedelta(seconds=1)
-_tape_analytics_sent: dict[str, datetime] = {}
+ANALYTICS_SENT_KEY = "ingestion:analytics_sent:{ticker}"  # epoch ms of the as_of last handed to analytics
 
 
 def _enqueue_analytics(result: IngestResult, *, tape_only: AbstractSet[str] = frozenset()) -> None:
@@ -586,14 +586,24 @@ def _enqueue_analytics(result: IngestResult, *, tape_only: AbstractSet[str] = fr
     if task is None:
         logger.warning("%s is not registered; analytics not triggered for %s", NEXT_STAGE_TASK, ", ".join(tickers))
         return
+    client = get_redis()
+    throttled = [ticker for ticker in tickers if ticker in tape_only]
+    last_sent = dict(zip(throttled, client.mget([ANALYTICS_SENT_KEY.format(ticker=t) for t in throttled]), strict=True))
+    sent: dict[str, str] = {}
+    every_ms = TAPE_ANALYTICS_EVERY // timedelta(milliseconds=1)
     for ticker in tickers:
-        as_of = result.as_of[ticker]
-        last = _tape_analytics_sent.get(ticker)
-        if ticker in tape_only and last is not None and timedelta(0) <= as_of - last < TAPE_ANALYTICS_EVERY:
+        as_of_ms = redis_keys.epoch_ms(result.as_of[ticker])
+        last = last_sent.get(ticker)
+        if last is not None and 0 <= as_of_ms - int(cast(str, last)) < every_ms:
             continue
-        _tape_analytics_sent[ticker] = as_of
-        enqueue_after_commit(task, ticker, as_of.isoformat())
+        sent[ANALYTICS_SENT_KEY.format(ticker=ticker)] = str(as_of_ms)
+        enqueue_after_commit(task, ticker, result.as_of[ticker].isoformat())
         result.enqueued.append(ticker)
+    if sent:
+        with client.pipeline(transaction=False) as pipe:
+            for key, value in sent.items():
+                pipe.set(key, value, ex=24 * 3600)
+            pipe.execute()
 
 
 @dataclass

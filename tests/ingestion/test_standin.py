@@ -170,7 +170,7 @@ def test_a_looped_session_repeats_with_fresh_ids_and_later_times() -> None:
     with UWStandin(lines, speed=4.0, loop=True) as uw:
         ws = connect(uw)
         join(ws, "option_trades")
-        frames = receive_for(ws, 0.6)
+        frames = receive_for(ws, 1.5)
         ws.close()
     ids = [frame[1]["id"] for frame in frames]
     times = [frame[1]["executed_at"] for frame in frames]

@@ -110,3 +110,29 @@ def test_a_well_formed_trade_takes_the_fast_path_and_an_iso_time_does_not():
     iso = frames.option_trade(executed_at="2026-11-20T14:30:59.500Z")
     with pytest.raises(tape._SlowPath):
         tape._row_fast(tape.TapeFrame(line="", received_ms=frames.RECEIVED_MS, channel=channel, payload=iso))
+
+
+@pytest.mark.django_db
+def test_tape_only_batches_trigger_analytics_at_most_once_a_second_per_ticker(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from apps.ingestion import services
+    from tests.ingestion.test_ingest_lines import RecordingTask
+
+    task = RecordingTask()
+    monkeypatch.setattr(services, "analytics_task", lambda: task)
+
+    def trades(n: int, at_ms: int) -> list[str]:
+        return [frames.line("option_trades:SPY", frames.option_trade(id=f"a{at_ms}-{i}"), at_ms) for i in range(n)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest_lines(lines=trades(2, frames.RECEIVED_MS), source="uw_ws")
+        ingest_lines(lines=trades(2, frames.RECEIVED_MS + 400), source="uw_ws")  # tape only, 0.4 s later: skipped
+        price = frames.line("price:SPY", frames.price(), frames.RECEIVED_MS + 500)
+        ingest_lines(lines=[price], source="uw_ws")  # a price always triggers it
+        ingest_lines(lines=trades(1, frames.RECEIVED_MS + 1600), source="uw_ws")  # over a second: triggers
+    assert [as_of for _, as_of in task.calls] == [
+        "2026-11-20T14:31:00+00:00",
+        "2026-11-20T14:31:00.500000+00:00",
+        "2026-11-20T14:31:01.600000+00:00",
+    ]
