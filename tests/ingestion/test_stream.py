@@ -305,6 +305,17 @@ def test_state_for_the_console_reports_status_frames_and_per_channel_rates(runni
     assert state["channels"]["price:SPY"]["frames"] > 5
     assert state["channels"]["price:SPY"]["last_frame_age_s"] < 2
     assert "price:SPY" in state["joined"]
+    # The compose healthcheck of uw-listener, run as it is there.
+    call_command("uw_stream_control", "status", "--check", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_the_listener_healthcheck_fails_without_a_fresh_report(redis_store):
+    with pytest.raises(SystemExit):
+        call_command("uw_stream_control", "status", "--check", stdout=StringIO())
+    redis_store.hset(stream.STATE_KEY, mapping={"status": "connected", "updated_at": str(time.time() - 120)})
+    with pytest.raises(SystemExit):
+        call_command("uw_stream_control", "status", "--check", stdout=StringIO())
 
 
 @pytest.mark.django_db

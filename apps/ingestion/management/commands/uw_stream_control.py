@@ -10,6 +10,9 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from apps.ingestion.uw.stream import stream_pause_set, stream_state
 
+# The listener reports every second; a report this old means it is gone or hung.
+STALE_AFTER_SECONDS = 30
+
 
 class Command(BaseCommand):
     help = "Pause or resume the Unusual Whales listener (it closes the socket while paused), or show its state."
@@ -18,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=("pause", "resume", "status"))
         parser.add_argument("--reason", default="", help="why (kept in the audit log)")
         parser.add_argument("--actor", default="", help="who (default: the shell user)")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help=f"with status: exit 1 unless the listener reported within {STALE_AFTER_SECONDS} s (a healthcheck)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -29,8 +37,13 @@ class Command(BaseCommand):
         state = stream_state()
         if not state.get("status"):
             self.stdout.write("uw_stream has not reported any state (not started against this Redis)")
+            if options["check"]:
+                raise SystemExit(1)
             return
         age = time.time() - float(state.get("updated_at") or 0)
+        if options["check"] and (age > STALE_AFTER_SECONDS or state["status"] == "stopped"):
+            self.stdout.write(f"uw_stream is {state['status']}, last report {age:.1f} s ago: unhealthy")
+            raise SystemExit(1)
         self.stdout.write(
             f"status {state['status']} (reported {age:.1f} s ago, pid {state.get('pid')}), paused={state['paused']}\n"
             f"frames {state.get('frames')} read, {state.get('frames_published')} published, "
