@@ -284,7 +284,7 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
 
 UW_CHANNELS = _channels("UW_CHANNELS", TRACKED_TICKERS)
 # The listener: frames per Celery batch, and the longest a frame waits for its batch to fill.
-UW_STREAM_BATCH_FRAMES = _int("UW_STREAM_BATCH_FRAMES", 1000, minimum=1)
+UW_STREAM_BATCH_FRAMES = _int("UW_STREAM_BATCH_FRAMES", 4000, minimum=1)
 UW_STREAM_BATCH_MS = _int("UW_STREAM_BATCH_MS", 20, minimum=1)
 # While the ingestion queue has a backlog, batches may wait this long (ms) to fill; 0 turns it off.
 UW_STREAM_BACKLOG_BATCH_MS = _int("UW_STREAM_BACKLOG_BATCH_MS", 100, minimum=0)

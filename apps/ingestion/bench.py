@@ -62,7 +62,7 @@ class IngestBenchConfig:
     frames: int = 200_000  # phase A
     lag_rates: tuple[float, ...] = (5000.0,)  # phase B, frames per second; one run each
     lag_seconds: float = 20.0  # length of each phase B run
-    batch_frames: int = 1000  # UW_STREAM_BATCH_FRAMES of the listener
+    batch_frames: int = 4000  # UW_STREAM_BATCH_FRAMES of the listener (its default)
     batch_ms: int = 20  # UW_STREAM_BATCH_MS of the listener
     pool: str = "solo"  # the worker's Celery pool: solo or prefork (concurrency 1 either way)
     warmup_frames: int = 2000

@@ -96,7 +96,7 @@ class StreamConfig:
     url: str
     token: str
     channels: Sequence[str]
-    batch_frames: int = 1000
+    batch_frames: int = 4000
     batch_ms: int = 20
     # While the workers have batches waiting, a batch may grow this long (ms, up to batch_frames): bigger batches
     # cost the workers less per frame, so a backlog drains instead of growing.  0 keeps batch_ms always.

@@ -43,7 +43,7 @@ class Command(BaseCommand):
             help="phase B: comma-separated frames per second, one lag run each (default 5000)",
         )
         ingest.add_argument("--lag-seconds", type=float, default=20.0, help="phase B: seconds of each lag run")
-        ingest.add_argument("--batch-frames", type=int, default=1000, help="the listener's UW_STREAM_BATCH_FRAMES")
+        ingest.add_argument("--batch-frames", type=int, default=4000, help="the listener's UW_STREAM_BATCH_FRAMES")
         ingest.add_argument("--batch-ms", type=int, default=20, help="the listener's UW_STREAM_BATCH_MS")
         ingest.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="the worker's Celery pool")
         ingest.add_argument("--warmup-frames", type=int, default=2000)
