@@ -15,6 +15,7 @@ compressed block per call (``uw_raw_batches``) instead of a row each.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import re
 import zlib
@@ -409,6 +410,9 @@ def ingest_tape(
     if not rows:
         return result
     ordered = [rows[key] for key in sorted(rows)]
+    # The archive block of every candidate line is compressed while the database takes the COPY (zlib releases the
+    # GIL): when all of them turn out new, the live case, the block is ready when the COPY returns.
+    compressing = _COMPRESSOR.submit(_compress, [owners[row[_I_ID]].line for row in ordered]) if archive else None
     new_ids = _insert(ordered)
     result.duplicates += len(rows) - len(new_ids)
     result.accepted = len(new_ids)
@@ -444,8 +448,9 @@ def ingest_tape(
         updates.offer_hash(redis_keys.latest_quote_key(symbol), row[_I_EXECUTED], _quote_fields(row))
     if publish:
         redis_keys.latest_publish(updates=updates)
-    if archive and first_ms is not None and last_ms is not None:
-        _archive(kept_lines, source=source, first_ms=first_ms, last_ms=last_ms)
+    if compressing is not None and first_ms is not None and last_ms is not None:
+        blob = compressing.result() if len(new_ids) == len(ordered) else _compress(kept_lines)
+        _archive(blob, frames=len(kept_lines), source=source, first_ms=first_ms, last_ms=last_ms)
     return result
 
 
@@ -545,14 +550,21 @@ def _insert_values(rows: list[tuple[Any, ...]]) -> list[str]:
     return sorted(uw_id for (uw_id,) in returned)
 
 
-def _archive(lines: list[str], *, source: str, first_ms: int, last_ms: int) -> None:
-    blob = zlib.compress("\n".join(lines).encode(), 1)
+# One thread per process compresses archive blocks beside the database's work on the rows.
+_COMPRESSOR = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tape-archive")
+
+
+def _compress(lines: list[str]) -> bytes:
+    return zlib.compress("\n".join(lines).encode(), 1)
+
+
+def _archive(blob: bytes, *, frames: int, source: str, first_ms: int, last_ms: int) -> None:
     RawBatch.objects.create(
         source=source,
         channel="option_trades",
         first_received_at=EPOCH + timedelta(milliseconds=first_ms),
         last_received_at=EPOCH + timedelta(milliseconds=last_ms),
-        frames=len(lines),
+        frames=frames,
         lines_zlib=blob,
     )
 
