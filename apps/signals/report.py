@@ -186,6 +186,10 @@ def _chart(report: StrategyReport, path: Path) -> None:
     if report.total_curve:
         xs = _times(report.total_curve)
         axis.step(xs, [float(v) for _, v in report.total_curve], where="post", label="all", color="black", lw=2)
+    from matplotlib import dates
+
+    axis.xaxis_date(tz=calendar.NEW_YORK)
+    axis.xaxis.set_major_formatter(dates.DateFormatter("%m-%d %H:%M", tz=calendar.NEW_YORK))
     axis.axhline(0, color="grey", lw=0.8)
     axis.set_title(f"Realized PnL by strategy — {', '.join(report.days)}")
     axis.set_ylabel("cumulative realized PnL ($)")
