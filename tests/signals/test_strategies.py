@@ -227,3 +227,38 @@ def test_session_times_move_earlier_on_an_early_close():
         REGISTRY["moc"].time_exit(half_day, REGISTRY["moc"].parameters(), {}, ny(12, 40, date(2026, 11, 27)))
         < half_day.options_close
     )
+
+
+def test_a_contract_whose_quote_the_broker_would_refuse_is_never_chosen(settings):
+    from apps.signals.strategies.base import choose_contract
+
+    settings.PAPER_QUOTE_MAX_AGE_SECONDS = 300
+    as_of = ny(11, 0)
+    contract = {
+        "option_symbol": "SPY261204C00655000",
+        "right": "C",
+        "expiry": "2026-12-04",
+        "delta": "0.40",
+        "bid": "2.00",
+        "ask": "2.10",
+        "open_interest": 5000,
+    }
+    params = {
+        "min_delta": 0.25,
+        "max_delta": 0.55,
+        "target_delta": 0.40,
+        "min_ask": 0.10,
+        "max_spread_pct": 0.15,
+        "min_open_interest": 100,
+        "max_quote_age_seconds": 900,  # a strategy configured looser than the broker
+    }
+    fresh = {**contract, "quote_ts": (as_of - timedelta(seconds=240)).isoformat()}
+    stale = {**contract, "quote_ts": (as_of - timedelta(seconds=400)).isoformat()}
+    pick = choose_contract(
+        features={"contracts": [fresh]}, direction="bullish", params=params, as_of=as_of, expiries=None
+    )
+    assert pick is not None
+    assert (
+        choose_contract(features={"contracts": [stale]}, direction="bullish", params=params, as_of=as_of, expiries=None)
+        is None
+    )

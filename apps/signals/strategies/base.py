@@ -143,10 +143,14 @@ def choose_contract(
     """The observed contract closest to the target delta with a fresh, tight quote and enough open interest.
 
     Calls for a bullish idea, puts for a bearish one (always bought).  Ties go to the tighter spread, then the
-    symbol, so the choice is deterministic.
+    symbol, so the choice is deterministic.  "Fresh" is the strategy's ``max_quote_age_seconds``, never more than the
+    broker accepts to price an order (``PAPER_QUOTE_MAX_AGE_SECONDS``): a signal on a quote the broker would refuse
+    is an approved trade that cannot be entered.
     """
+    from apps.execution.brokers.base import quote_max_age
+
     right = "C" if direction == "bullish" else "P"
-    max_age = timedelta(seconds=params["max_quote_age_seconds"])
+    max_age = min(timedelta(seconds=params["max_quote_age_seconds"]), quote_max_age())
     best: tuple[float, float, str] | None = None
     chosen = None
     for contract in features.get("contracts", []):

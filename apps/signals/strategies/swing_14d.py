@@ -31,7 +31,8 @@ class Swing14d(FlowStrategy):
         "min_flow_premium": 200000,
         "min_score": 0.30,
         "min_opening_share": 0.30,
-        "max_quote_age_seconds": 900,
+        # Outer strikes print less often; still no older than the broker accepts (capped in choose_contract).
+        "max_quote_age_seconds": 300,
         "profit_target_pct": 0.8,
         "stop_loss_pct": 0.4,
         "cooldown_minutes": 120,
