@@ -73,14 +73,24 @@ def test_the_report_is_written_as_json_a_png_chart_and_an_html_page(tmp_path):
     assert data["total_realized_pnl"] == "75.00"
 
 
-@pytest.mark.django_db
-def test_the_command_replays_a_session_and_reports_every_strategy(tmp_path):
-    session = tmp_path / "day.ndjson.gz"
-    call_command("make_session", date="2026-11-20", seed=5, out=str(session), start="15:20", end="16:15")
+@pytest.mark.django_db(transaction=True)  # each stage hands over to the next on commit
+def test_sessions_of_different_seeds_give_explained_signals_in_all_four_buckets(tmp_path):
+    # The morning of one seed (0DTE, 1DTE and 14D+ entries) and the close of another (MOC), kept short for the suite.
+    morning, close = tmp_path / "morning.ndjson.gz", tmp_path / "close.ndjson.gz"
+    call_command("make_session", date="2026-11-18", seed=3, out=str(morning), start="09:25", end="11:30")
+    call_command("make_session", date="2026-11-19", seed=7, out=str(close), start="15:10", end="16:15")
     out = StringIO()
-    call_command("strategy_report", "--session", str(session), "--out", str(tmp_path / "report"), stdout=out)
-    text = out.getvalue()
-    for strategy in ("zero_dte", "one_dte", "swing_14d", "moc"):
-        assert strategy in text
-    assert (tmp_path / "report" / "index.html").exists()
-    assert (tmp_path / "report" / "equity.png").exists()
+    call_command(
+        "strategy_report", "--session", str(morning), "--session", str(close), "--out", str(tmp_path / "r"), stdout=out
+    )
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["days"] == ["2026-11-18", "2026-11-19"]
+    for row in data["strategies"]:
+        assert row["signals"] > 0, row["strategy"]
+        for example in row["examples"]:
+            assert example["rule"].startswith(row["strategy"]) and len(example["rationale"]) > 40
+            assert sum(example["evidence"].values()) > 0
+    assert (tmp_path / "r" / "equity.png").stat().st_size > 10_000
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert all(name in page for name in ("zero_dte", "one_dte", "swing_14d", "moc"))
+    assert "moc" in out.getvalue().splitlines()[5]
