@@ -33,7 +33,7 @@ from apps.ingestion.models import (
     RestPayload,
     StockState,
 )
-from apps.ingestion.services import _collect_latest, flow_alert_json
+from apps.ingestion.services import flow_alert_json, latest_collect
 from apps.ingestion.uw.lines import digest, storable_text
 from apps.ingestion.uw.normalize import parse_time
 from apps.ingestion.uw.rest import ENDPOINTS, FLOW_ALERTS_MAX_LIMIT, RestResponse, UWRestClient, rest_client
@@ -295,7 +295,7 @@ def _store(pages: Sequence[tuple[RestResponse, NormalizedPage]]) -> _Stored:
         rows = [records[key] for key in sorted(records)]
         for record in rows:
             if isinstance(record, GexSnapshot | NewsItem):
-                _collect_latest(record, updates)
+                latest_collect(record, updates)
         # Key order: overlapping writers queue on the same rows instead of deadlocking.
         bulk.insert_records(model, rows)
     stored.quarantined = _quarantine(rejections)

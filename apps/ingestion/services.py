@@ -425,7 +425,7 @@ def _persist_rows(inserted: list[_Accepted], raw_ids: dict[str, int], result: In
             record.raw_frame_id = raw_ids[item.line.frame_hash]
             alerts.append(record)
         else:
-            _collect_latest(record, updates)
+            latest_collect(record, updates)
         by_model[type(record)].append(record)
     result.by_channel = dict(by_channel)
 
@@ -463,7 +463,8 @@ def _text(value: Decimal | int | None) -> str:
     return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
 
 
-def _collect_latest(record: models.Model, updates: redis_keys.LatestUpdates) -> None:
+def latest_collect(record: models.Model, updates: redis_keys.LatestUpdates) -> None:
+    """Offer what ``record`` (a normalized row) changes in the ``latest:uw:*`` keys to ``updates`` (socket and REST)."""
     if isinstance(record, OptionTrade):
         ts_ms = redis_keys.epoch_ms(record.executed_at)
         updates.offer_hash(
