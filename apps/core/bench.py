@@ -166,16 +166,21 @@ def workers(*, offset_seconds: int, concurrency: int, log_dir: Path) -> Iterator
             )
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        processes_stop(procs)
+
+
+def processes_stop(procs: list[subprocess.Popen[bytes]], *, grace_s: float = 15.0) -> None:
+    """SIGTERM every process still running, wait up to ``grace_s`` for all of them, then kill the ones left."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def run_bare_chain(run_key: str, *, timeout_s: float = 30.0) -> float:

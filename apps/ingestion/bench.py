@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,15 @@ from django.db import connection, transaction
 from tqdm import tqdm
 
 from apps.core import calendar, clock
-from apps.core.bench import ROOT, BenchError, celery_worker_argv, check_preconditions, database_url, wipe_state
+from apps.core.bench import (
+    ROOT,
+    BenchError,
+    celery_worker_argv,
+    check_preconditions,
+    database_url,
+    processes_stop,
+    wipe_state,
+)
 from apps.core.store import get_redis
 from apps.ingestion.models import OptionTrade, RawBatch
 from apps.ingestion.services import LAG_BUCKETS_MS, LAG_HISTOGRAM_KEY
@@ -135,20 +142,6 @@ def lag_figures(histogram: Mapping[str, str], *, rate: float) -> dict[str, Any]:
 # --- processes ----------------------------------------------------------------------------------------------------
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every process still running, wait, then kill the ones that did not end."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 @contextmanager
 def _processes(
     cfg: IngestBenchConfig, standin: UWStandin, log_dir: Path
@@ -189,7 +182,9 @@ def _processes(
                 procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
             yield procs[0], procs[1]
         finally:
-            _stop(procs[::-1])  # the listener first: it flushes its last batch to the worker
+            processes_stop(
+                procs[::-1], grace_s=STOP_GRACE_S
+            )  # the listener first: it flushes its last batch to the worker
 
 
 def _check_alive(procs: tuple[subprocess.Popen[bytes], ...], log_dir: Path) -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from apps.core.bench import celery_worker_argv
+from apps.core.bench import celery_worker_argv, database_url
 from apps.ingestion.models import FlowAlert
 from apps.ingestion.redis_keys import FLOW_ALERTS
 from apps.ingestion.uw import stream
@@ -49,10 +48,9 @@ def alert_session(t0: int) -> tuple[list[str], list[str]]:
 
 
 def environment(uw: UWStandin) -> dict[str, str]:
-    db = connection.settings_dict
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         UW_WS_URL=uw.ws_url,
         UW_API_URL=uw.api_url,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from apps.core import calendar, clock
+from apps.core.bench import database_url, processes_stop
 from apps.ingestion.models import FlowAlert, OptionTrade, PriceTick, QuarantinedFrame
 from apps.ingestion.uw.standin import UWStandin
 from apps.ingestion.uw.stream import stream_state
@@ -72,14 +72,7 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 self.stdout.write("stopping")
             finally:
-                for proc in procs:
-                    if proc.poll() is None:
-                        proc.send_signal(signal.SIGTERM)
-                for proc in procs:
-                    try:
-                        proc.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                processes_stop(procs, grace_s=20)
             self._status(uw, final=True)
 
     def _session(self, options: dict[str, Any]) -> Path:
@@ -91,11 +84,9 @@ class Command(BaseCommand):
         return path
 
     def _environment(self, uw: UWStandin) -> dict[str, str]:
-        db = connection.settings_dict
-        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             UW_WS_URL=uw.ws_url,
             UW_API_URL=uw.api_url,
