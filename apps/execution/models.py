@@ -56,7 +56,10 @@ class Order(models.Model):
     Status = OrderStatus
 
     client_order_id = models.CharField(max_length=64, unique=True)
-    decision = models.ForeignKey("risk.RiskDecision", on_delete=models.PROTECT, related_name="orders")
+    # Nullable: risk_audit rows are purged after two years, the orders they approved stay.
+    decision = models.ForeignKey(
+        "risk.RiskDecision", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
     signal = models.ForeignKey("signals.Signal", on_delete=models.PROTECT, related_name="orders")
     trade = models.ForeignKey("Trade", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     leg = models.CharField(max_length=5, choices=Leg.choices)
@@ -69,6 +72,9 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING, db_index=True)
     broker = models.CharField(max_length=16)
     broker_order_id = models.CharField(max_length=64, blank=True)
+    # Interactive Brokers: the order id, persisted before placeOrder and reused on a retry; permId once TWS knows it.
+    ib_order_id = models.IntegerField(null=True, blank=True, db_index=True)
+    ib_perm_id = models.BigIntegerField(null=True, blank=True)
     reject_reason = models.TextField(blank=True)
     created_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -169,3 +175,86 @@ class TradeLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status}{'' if self.applied else ' (refused)'}"
+
+
+class IBOrderIdCounter(models.Model):
+    """The next order id this platform may use for an IB client id: only ever raised, persisted before sending."""
+
+    client_id = models.IntegerField(unique=True)
+    next_id = models.IntegerField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ib_order_ids"
+
+    def __str__(self) -> str:
+        return f"client {self.client_id}: next {self.next_id}"
+
+
+class BrokerCommand(models.Model):
+    """An order command for the process that owns the broker connection (``manage.py ib_listener``).
+
+    Rows, not messages: a command written while the listener is down waits for it, and the listener answers them in
+    id order.  ``(kind, order)`` is unique for placements, so a retried submission finds its first command.
+    """
+
+    class Kind(models.TextChoices):
+        PLACE = "place"
+        CANCEL = "cancel"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENT = "sent"  # handed to TWS, no answer yet
+        DONE = "done"  # answered: result says accepted or rejected
+        FAILED = "failed"  # could not be carried out (result says why)
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="broker_commands")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "execution_broker_commands"
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "order"], name="broker_command_kind_order")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id} ({self.status})"
+
+
+class ReconciliationIssue(models.Model):
+    """A difference between the broker and the database that was not adopted automatically: an operator decides."""
+
+    class Kind(models.TextChoices):
+        POSITION_MISMATCH = "position_mismatch"
+        UNKNOWN_ORDER = "unknown_order"
+        UNKNOWN_EXECUTION = "unknown_execution"
+        ORDER_NOT_AT_BROKER = "order_not_at_broker"
+        STATUS_MISMATCH = "status_mismatch"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    key = models.CharField(max_length=96, help_text="what it is about: an OCC symbol, an orderRef, an execId")
+    broker_value = models.TextField(blank=True)
+    platform_value = models.TextField(blank=True)
+    detail = models.TextField()
+    detected_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField()
+    resolved = models.BooleanField(default=False, db_index=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "execution_reconciliation_issues"
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=models.Q(resolved=False), name="reconciliation_issue_open_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}{' (resolved)' if self.resolved else ''}"
