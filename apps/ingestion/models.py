@@ -440,3 +440,42 @@ class StreamControl(models.Model):
 
     def __str__(self) -> str:
         return f"uw_stream {'paused' if self.paused else 'resumed'} by {self.by} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class IBQuote(models.Model):
+    """Interactive Brokers market data: one row per contract (or stock) per tick batch, holding that contract's newest
+    values as of ``quoted_at`` (``apps.ingestion.ib_market``).
+
+    The feed sends many ticks a second per contract; folding each batch into one row per key keeps the history at the
+    listener's batch rate.  Fields a batch did not carry are filled from the previous state (the Redis hash), so each
+    row is a complete quote as of its time.  Rows are appended, never updated.
+    """
+
+    class SecType(models.TextChoices):
+        OPTION = "OPT", "option"
+        STOCK = "STK", "stock"
+
+    key = models.CharField(max_length=32)  # the OCC symbol of an option, the ticker of a stock
+    sec_type = models.CharField(max_length=3, choices=SecType.choices)
+    con_id = models.BigIntegerField(null=True, blank=True)  # IB's contract id
+    bid = models.DecimalField(**PRICE, null=True, blank=True)
+    ask = models.DecimalField(**PRICE, null=True, blank=True)
+    last = models.DecimalField(**PRICE, null=True, blank=True)
+    bid_size = models.IntegerField(null=True, blank=True)
+    ask_size = models.IntegerField(null=True, blank=True)
+    last_size = models.IntegerField(null=True, blank=True)
+    # From tickOptionComputation (options only).
+    implied_vol = models.DecimalField(**GREEK, null=True, blank=True)
+    delta = models.DecimalField(**GREEK, null=True, blank=True)
+    gamma = models.DecimalField(**GREEK, null=True, blank=True)
+    underlying_price = models.DecimalField(**PRICE, null=True, blank=True)
+    quoted_at = models.DateTimeField()  # platform time the newest tick of the row arrived
+    received_at = models.DateTimeField()  # platform time the batch was stored
+
+    class Meta:
+        db_table = "ib_quotes"
+        # Its leading column serves lookups by key alone too: no separate index on a table written many times a second.
+        indexes = [models.Index(fields=["key", "-quoted_at"], name="ib_quote_key_time")]
+
+    def __str__(self) -> str:
+        return f"IB {self.key} {self.bid}/{self.ask} @ {self.quoted_at:%H:%M:%S}"
