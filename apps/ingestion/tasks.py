@@ -10,6 +10,7 @@ from celery import shared_task
 from celery.signals import worker_shutdown
 from django.db import DatabaseError, OperationalError
 
+from apps.ingestion.ib_market import ib_ticks_ingest
 from apps.ingestion.services import ingest_lines
 
 logger = logging.getLogger(__name__)
@@ -50,3 +51,24 @@ def _drift_counts_flush(**_: object) -> None:
         drift.flush()
     except DatabaseError as exc:
         logger.warning("drift counts not written at shutdown: %s", exc)
+
+
+@shared_task(
+    name="ingestion.ib_ticks",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def ib_ticks(ticks: list[dict[str, Any]]) -> int:
+    """Store one batch of Interactive Brokers ticks (``apps.ingestion.ib_market``); returns the rows written.
+
+    Running it twice is safe: the second run appends the same snapshot rows again (same keys, values and
+    ``quoted_at``, so "the newest row of a key" reads the same), and the latest hashes only take a batch at least as
+    new as what they hold, so rewriting them with the same values changes nothing and a late or redelivered older
+    batch never rewinds them.  The rows are one transaction and the hashes are written after it commits, so a retry
+    after a failure never finds half a batch.
+    """
+    return ib_ticks_ingest(ticks=ticks)
