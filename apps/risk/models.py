@@ -10,6 +10,7 @@ from django.db import models
 
 PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6}
 SHARE: dict[str, Any] = {"max_digits": 8, "decimal_places": 4}
+EXPOSURE: dict[str, Any] = {"max_digits": 14, "decimal_places": 2}  # share equivalents
 
 
 class RiskLimits(models.Model):
@@ -39,6 +40,33 @@ class RiskLimits(models.Model):
         default=Decimal("0.05"),
         help_text="how far above the signal's limit price an entry may pay (0.05 = 5 %); sizing uses that price",
     )
+    max_portfolio_delta = models.DecimalField(
+        **EXPOSURE,
+        default=Decimal("2500"),
+        help_text="largest |portfolio delta| after a trade, in share equivalents (delta x contracts x 100, signed)",
+    )
+    max_portfolio_gamma = models.DecimalField(
+        **EXPOSURE,
+        default=Decimal("500"),
+        help_text="largest |portfolio gamma| after a trade, in share equivalents per $1 (gamma x contracts x 100)",
+    )
+    moc_entry_deadline = models.TimeField(
+        default=time(15, 45),
+        help_text="America/New_York; no MOC-strategy entries from this time (earlier on early closes)",
+    )
+    max_leverage = models.DecimalField(
+        **SHARE,
+        default=Decimal("0.5"),
+        help_text="gross value of open positions plus the new premium, as a multiple of net liquidation",
+    )
+    min_buying_power_share = models.DecimalField(
+        **SHARE,
+        default=Decimal("0"),
+        help_text="buying power an entry must leave untouched, as a share of net liquidation (0 = none)",
+    )
+    flatten_on_daily_loss = models.BooleanField(
+        default=True, help_text="when the daily loss limit trips the kill switch, also close every open position"
+    )
     created_at = models.DateTimeField()
     created_by = models.CharField(max_length=150, blank=True)
     note = models.TextField(blank=True)
@@ -62,10 +90,20 @@ class KillSwitchEvent(models.Model):
     by = models.CharField(max_length=150)
     reason = models.TextField()
     at = models.DateTimeField(db_index=True)
+    flatten = models.BooleanField(default=False, help_text="engaged with an order to close every open position")
+    flattened_at = models.DateTimeField(null=True, blank=True, help_text="when the flatten pass last finished")
+    still_open = models.JSONField(
+        default=list, blank=True, help_text="trades the flatten pass left open: [{trade_id, option_symbol, quantity}]"
+    )
 
     class Meta:
         db_table = "risk_kill_switch_events"
         ordering = ["-at", "-id"]
+        permissions = [
+            ("engage_kill_switch", "Can engage the kill switch"),
+            ("flatten_positions", "Can engage the kill switch and flatten every position"),
+            ("release_kill_switch", "Can release the kill switch"),
+        ]
 
     def __str__(self) -> str:
         return f"kill switch {'ON' if self.engaged else 'off'} by {self.by} @ {self.at:%Y-%m-%d %H:%M:%S}"

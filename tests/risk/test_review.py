@@ -250,7 +250,8 @@ def test_a_moc_entry_on_a_same_day_contract_is_bound_by_its_deadline_not_the_zer
 
     clock.set_simulated(ny(15, 51))
     late = SignalFactory(strategy="moc", bucket="moc", ticker="QQQ", entry_deadline=ny(15, 50), time_exit_at=ny(16, 10))
-    assert failed_checks(services.signal_review(signal_id=late.signal_id)) == {"entry_deadline"}
+    # Past the signal's own deadline and the platform's stricter MOC deadline (15:45 by default).
+    assert failed_checks(services.signal_review(signal_id=late.signal_id)) == {"entry_deadline", "moc_deadline"}
 
 
 def test_zero_dte_cutoff_moves_earlier_on_an_early_close():
@@ -272,7 +273,9 @@ def test_rejects_a_signal_whose_time_exit_has_passed():
 
 
 def test_buying_power_sizes_the_order_down_to_what_the_cash_pays_for():
-    # 10 contracts bought at 98.50 leave 1,500 of cash in a 100,000 account.
+    # 10 contracts bought at 98.50 leave 1,500 of cash in a 100,000 account (98.5 % of it in one position: leverage
+    # allowed up to the whole account here, so that buying power is the binding cap).
+    services.limits_update(by="test", max_leverage=Decimal("1"))
     book_long(option_symbol="SPY250620C00500000", quantity=10, price=Decimal("98.50"))
     signal = SignalFactory(limit_price=Decimal("4.00"), quantity_hint=10)
 
