@@ -28,7 +28,8 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 
 def _int(name: str, default: int, minimum: int | None = None) -> int:
-    raw = env.str(name, default=str(default))
+    # Empty counts as unset: compose passes ``${NAME:-}`` through as an empty string.
+    raw = env.str(name, default="") or str(default)
     try:
         value = int(raw)
     except ValueError as exc:
@@ -272,7 +273,7 @@ def _channels(name: str, tickers: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _float(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.str(name, default=str(default))
+    raw = env.str(name, default="") or str(default)  # empty counts as unset, as in _int
     try:
         value = float(raw)
     except ValueError as exc:
@@ -303,6 +304,15 @@ UW_REST_TIMEOUT_SECONDS = _float("UW_REST_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 IB_HOST = env.str("IB_HOST", default="127.0.0.1")
 IB_PORT = _int("IB_PORT", 7497, minimum=1)
 IB_CLIENT_ID = _int("IB_CLIENT_ID", 1, minimum=0)
+# Bounds on the connection owner: the handshake (ibapi would wait forever), an order's acknowledgement, reconnect
+# backoff (doubling from the minimum to the maximum, plus jitter), the periodic reconciliation, and how old an order
+# with no trace at the broker after a reconnect may be and still be sent again (older ones are flagged instead).
+IB_CONNECT_TIMEOUT_SECONDS = _float("IB_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+IB_ACK_TIMEOUT_SECONDS = _float("IB_ACK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+IB_BACKOFF_MIN_SECONDS = _float("IB_BACKOFF_MIN_SECONDS", 5.0, minimum=0.01)
+IB_BACKOFF_MAX_SECONDS = _float("IB_BACKOFF_MAX_SECONDS", 60.0, minimum=0.01)
+IB_RECONCILE_SECONDS = _int("IB_RECONCILE_SECONDS", 300, minimum=5)
+IB_RESUBMIT_WINDOW_SECONDS = _int("IB_RESUBMIT_WINDOW_SECONDS", 60, minimum=0)
 
 DISTRIBUTION_TIERS = _tiers("DISTRIBUTION_TIERS", "premium:0,standard:60,free:300")
 DISCORD_WEBHOOK_URLS = {
@@ -340,6 +350,8 @@ LOGGING = {
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # ibapi logs every message it sends and receives at INFO; the platform logs what matters itself.
+        "ibapi": {"level": "WARNING"},
         # One line per task at INFO floods the replay and the workers' logs; failures still log at ERROR.
         "celery.app.trace": {
             "level": _choice("CELERY_TRACE_LOG_LEVEL", "warning", ("debug", "info", "warning", "error")).upper()

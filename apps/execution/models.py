@@ -21,7 +21,7 @@ class OrderStatus(models.TextChoices):
 
 OPEN_ORDER_STATUSES = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
 
-# The order state machine: from -> the states it may move to.  Terminal states move nowhere.
+# The order state machine: from -> the states it may move to.  Filled moves nowhere.
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.SUBMITTED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
     OrderStatus.SUBMITTED: frozenset(
@@ -29,8 +29,10 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED}),
     OrderStatus.FILLED: frozenset(),
-    OrderStatus.CANCELLED: frozenset(),
-    OrderStatus.REJECTED: frozenset(),
+    # A fill the broker reports after the order ended here is real money and is booked: a cancel that lost the race
+    # with a fill, or an order ended for "no trace at the broker" whose execution turns up at a reconciliation.
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED}),
+    OrderStatus.REJECTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED}),
 }
 
 
@@ -258,3 +260,24 @@ class ReconciliationIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}{' (resolved)' if self.resolved else ''}"
+
+
+class BrokerMessage(models.Model):
+    """Every error or notice code TWS sends, kept: mapped to its order when it concerns one, otherwise an alert
+    (``alert`` True) for an operator, e.g. a lost connection (1100) or a market data farm that broke (2103)."""
+
+    code = models.IntegerField(db_index=True)
+    req_id = models.IntegerField()
+    message = models.TextField()
+    category = models.CharField(max_length=16)  # connectivity, order, market_data, info, other
+    alert = models.BooleanField(default=False, db_index=True)
+    acknowledged = models.BooleanField(default=False)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="broker_messages")
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "ib_messages"
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"IB {self.code} ({self.category}): {self.message[:60]}"

@@ -207,14 +207,7 @@ def _order_book_result(*, order_id: int, result: SubmitResult) -> Order:
         order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order_id)
         if not result.accepted:
             if order.status == OrderStatus.SUBMITTED:
-                order_transition(
-                    order=order,
-                    to_status=OrderStatus.REJECTED,
-                    detail=result.reject_reason,
-                    reject_reason=result.reject_reason,
-                )
-                if order.leg == Order.Leg.ENTRY:
-                    _entry_rejected(order=order)
+                order_end_unfilled(order=order, to_status=OrderStatus.REJECTED, reason=result.reject_reason)
             return order
         if result.broker_order_id and order.broker_order_id != result.broker_order_id:
             Order.objects.filter(pk=order.pk).update(broker_order_id=result.broker_order_id)
@@ -228,13 +221,34 @@ def _order_book_result(*, order_id: int, result: SubmitResult) -> Order:
     return order
 
 
+def order_end_unfilled(*, order: Order, to_status: str, reason: str) -> bool:
+    """End a working order as rejected or cancelled with ``reason`` (the caller holds the row in a transaction).
+    An entry that filled nothing ends its signal as rejected.  Returns whether the order moved."""
+    moved = order_transition(order=order, to_status=to_status, detail=reason, reject_reason=reason)
+    if moved and order.leg == Order.Leg.ENTRY and order.filled_quantity == 0:
+        _entry_rejected(order=order)
+    return moved
+
+
+def fill_book(*, order: Order, fill: BrokerFill, source: str = "") -> bool:
+    """Book one execution the broker reported on its own (not as the answer to a submission), and open or close the
+    trade it completes.  The caller holds the order row in a transaction.  Returns whether the fill was new."""
+    booked = _fill_record(order=order, fill=fill, source=source)
+    if booked and (
+        order.status == OrderStatus.FILLED
+        or (order.leg == Order.Leg.ENTRY and order.status == OrderStatus.PARTIALLY_FILLED)
+    ):
+        _order_settle(order=order)
+    return booked
+
+
 def _entry_rejected(*, order: Order) -> None:
     # The signal never became a position: it ends as rejected (the order's reject_reason says why).
     Signal.objects.filter(pk=order.signal_id, status=Signal.Status.APPROVED).update(status=Signal.Status.REJECTED)
     logger.info("entry order %s rejected: %s", order.client_order_id, order.reject_reason)
 
 
-def _fill_record(*, order: Order, fill: BrokerFill) -> bool:
+def _fill_record(*, order: Order, fill: BrokerFill, source: str = "") -> bool:
     """Book one execution once (``exec_id``): the fill row, the position, the order's filled quantity and state."""
     _row, created = Fill.objects.get_or_create(
         exec_id=fill.exec_id,
@@ -263,7 +277,8 @@ def _fill_record(*, order: Order, fill: BrokerFill) -> bool:
     order_transition(
         order=order,
         to_status=to_status,
-        detail=f"fill {fill.quantity} @ {fill.price} commission {fill.commission} ({fill.exec_id})",
+        detail=f"fill {fill.quantity} @ {fill.price} commission {fill.commission} ({fill.exec_id})"
+        + (f", {source}" if source else ""),
         filled_quantity=filled,
         avg_fill_price=average.quantize(PRICE_PLACES),
         filled_at=fill.at,
@@ -471,7 +486,8 @@ def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote
     order = exits.filter(status__in=OPEN_ORDER_STATUSES).order_by("-attempt").first()
     if order is None:
         last = exits.order_by("-attempt").first()
-        if last is not None and last.status == OrderStatus.REJECTED and clock.now() - last.created_at < exit_retry():
+        refused = last is not None and last.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED)
+        if last is not None and refused and clock.now() - last.created_at < exit_retry():
             # The broker refused moments ago (analytics may call several times a second): wait before asking again.
             return _trade_book_close(trade=trade, failure=last.reject_reason) if overdue else trade
         attempt = (last.attempt if last is not None else 0) + 1
@@ -489,7 +505,7 @@ def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote
         )
     order = _order_send(order_id=order.pk, broker=broker)
     trade.refresh_from_db()
-    if trade.status == Trade.Status.OPEN and order.status == OrderStatus.REJECTED and overdue:
+    if trade.status == Trade.Status.OPEN and order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and overdue:
         return _trade_book_close(trade=trade, failure=order.reject_reason)
     return trade
 

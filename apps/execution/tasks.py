@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from celery import shared_task
 
-from apps.execution import services
+from apps.execution import broker_events, services
 from apps.execution.selectors import tickers_with_open_trades
 
 
@@ -40,3 +42,77 @@ def sweep_exits() -> list[int]:
     for ticker in tickers_with_open_trades():
         closed.extend(trade.pk for trade in services.exits_manage(ticker=ticker, as_of=None))
     return closed
+
+
+# --- Interactive Brokers: what the connection owner (manage.py ib_listener) reports -----------------------------------
+@shared_task(name="execution.ib_order_event", acks_late=True)
+def ib_order_event(kind: str, data: dict[str, Any]) -> None:
+    """Apply one order report from TWS: ``ack``, ``status``, ``execution`` or ``rejected``.
+
+    Running twice is safe: executions are keyed by IB's execId, an acknowledgement or a status the order already
+    has changes nothing, and a terminal order ignores later statuses.
+    """
+    if kind == "execution":
+        commission = data.get("commission")
+        broker_events.execution_record(
+            order_ref=data["order_ref"],
+            ib_order_id=int(data["ib_order_id"]),
+            exec_id=data["exec_id"],
+            price=Decimal(data["price"]),
+            shares=Decimal(data["shares"]),
+            commission=Decimal(commission) if commission is not None else None,
+            at=datetime.fromisoformat(data["at"]),
+        )
+    elif kind == "ack":
+        broker_events.order_acknowledged(
+            order_ref=data["order_ref"],
+            ib_order_id=int(data["ib_order_id"]),
+            perm_id=int(data.get("perm_id") or 0),
+            status=data.get("status", ""),
+        )
+    elif kind == "status":
+        broker_events.order_status_apply(
+            order_ref=data["order_ref"],
+            ib_order_id=int(data["ib_order_id"]),
+            status=data["status"],
+            filled=Decimal(data.get("filled") or "0"),
+            why=data.get("why_held", ""),
+        )
+    elif kind == "rejected":
+        broker_events.order_rejected(
+            order_ref=data["order_ref"],
+            ib_order_id=int(data["ib_order_id"]),
+            code=int(data["code"]),
+            message=data["message"],
+        )
+    else:
+        raise ValueError(f"unknown IB order event {kind!r}")
+
+
+@shared_task(name="execution.ib_broker_message", acks_late=True)
+def ib_broker_message(data: dict[str, Any]) -> int:
+    """Keep one error or notice code from TWS.  Running twice stores the message twice (harmless: it is a log)."""
+    return broker_events.broker_message_record(
+        code=int(data["code"]),
+        req_id=int(data["req_id"]),
+        message=data["message"],
+        category=data["category"],
+        alert=bool(data["alert"]),
+        order_ref=data.get("order_ref", ""),
+    ).pk
+
+
+@shared_task(name="execution.ib_account", acks_late=True)
+def ib_account(values: dict[str, str]) -> None:
+    """Store the broker's account summary for the risk manager.  Running twice rewrites the same values."""
+    broker_events.account_values_record(values=values)
+
+
+@shared_task(name="execution.ib_reconcile", acks_late=True)
+def ib_reconcile(snapshot: dict[str, Any]) -> dict[str, int]:
+    """Compare a broker snapshot with the book, adopt what can be adopted, flag the rest.
+
+    Running twice is safe: adopted executions are keyed by execId, ended orders stay ended, and an open issue is
+    refreshed rather than duplicated.
+    """
+    return broker_events.reconcile_apply(snapshot=snapshot)

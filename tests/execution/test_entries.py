@@ -220,8 +220,15 @@ def test_get_broker_returns_the_paper_broker_by_default():
 
 
 @override_settings(BROKER="ib")
-def test_get_broker_refuses_ib_until_the_adapter_exists():
-    with pytest.raises(ImproperlyConfigured, match="Interactive Brokers adapter"):
+def test_get_broker_returns_the_ib_adapter_when_broker_is_ib():
+    from apps.execution.brokers.ib import IBBroker
+
+    assert isinstance(get_broker(), IBBroker)
+
+
+@override_settings(BROKER="cboe")
+def test_get_broker_refuses_an_unknown_broker():
+    with pytest.raises(ImproperlyConfigured, match="not a known broker"):
         get_broker()
 
 

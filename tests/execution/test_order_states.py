@@ -60,9 +60,14 @@ def test_a_transition_from_a_state_the_row_has_left_is_refused(pending_order):
     assert "no longer pending (it is cancelled)" in refused.detail
 
 
-@pytest.mark.parametrize("terminal", [OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED])
-def test_terminal_states_lead_nowhere(terminal):
-    assert ORDER_TRANSITIONS[terminal] == frozenset()
+def test_a_filled_order_leads_nowhere():
+    assert ORDER_TRANSITIONS[OrderStatus.FILLED] == frozenset()
+
+
+@pytest.mark.parametrize("ended", [OrderStatus.CANCELLED, OrderStatus.REJECTED])
+def test_an_ended_order_only_takes_a_fill_the_broker_reports_late(ended):
+    # A cancel that lost the race with a fill, or an execution found at a reconciliation: real money, booked.
+    assert ORDER_TRANSITIONS[ended] == frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})
 
 
 def test_every_applied_transition_is_logged_in_order(pending_order):

@@ -14,7 +14,7 @@ def get_broker() -> Broker:
 
         return PaperBroker()
     if settings.BROKER == "ib":
-        raise ImproperlyConfigured(
-            "BROKER=ib: the Interactive Brokers adapter is not part of this build yet; set BROKER=paper"
-        )
+        from apps.execution.brokers.ib import IBBroker
+
+        return IBBroker()
     raise ImproperlyConfigured(f"BROKER={settings.BROKER!r} is not a known broker (paper, ib)")
