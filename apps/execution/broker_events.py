@@ -317,7 +317,7 @@ def _positions_compare(positions: list[dict[str, Any]]) -> int:
             issue_flag(
                 kind=ReconciliationIssue.Kind.POSITION_MISMATCH,
                 key=key,
-                detail=f"IB holds {held:f} of {key}, the book {booked:f}: an operator decides (nothing was overwritten)",
+                detail=f"IB holds {held:f} of {key}, the book {booked:f}: an operator decides (nothing overwritten)",
                 broker_value=f"{held:f}",
                 platform_value=f"{booked:f}",
             )
