@@ -150,7 +150,7 @@ def contract_exposure(*, role: str, option_symbol: str, ticker: str, contracts: 
             ends[1],
             gamma,
             f"{head}: no price for {ticker}, delta counted in [{_signed(ends[0])}, {_signed(ends[1])}]"
-            f" (|delta| up to 1 per share); gamma at the money (spot = strike {contract.strike})"
+            f" (|delta| up to 1 per share); gamma at the money (spot = strike {contract.strike:f})"
             f" {at_the_money.gamma} -> {_signed(gamma)}; {basis}",
         )
     price, source = spot

@@ -176,6 +176,8 @@ def _limit_text(value: object) -> str:
 
 
 def _publish_limits(limits: RiskLimits) -> None:
+    # Read back, so the hash shows the stored figures (2500.00) whether the row was just built from defaults or not.
+    limits = RiskLimits.objects.get(pk=limits.pk)
     mapping = {name: _limit_text(getattr(limits, name)) for name in EDITABLE_LIMITS}
     mapping["version"] = str(limits.version)
     store.get_redis().hset(LIMITS_KEY, mapping=cast(store.HashMapping, mapping))
