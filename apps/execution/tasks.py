@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from celery import shared_task
 
+from apps.core import calendar, clock
 from apps.execution import broker_events, services
 from apps.execution.selectors import tickers_with_open_trades
+from apps.execution.trade_log_export import trade_log_export
 
 
 @shared_task(name="execution.submit_order", acks_late=True)
@@ -116,3 +118,18 @@ def ib_reconcile(snapshot: dict[str, Any]) -> dict[str, int]:
     refreshed rather than duplicated.
     """
     return broker_events.reconcile_apply(snapshot=snapshot)
+
+
+@shared_task(name="execution.export_trade_log", acks_late=True)
+def export_trade_log(day: str | None = None) -> str | None:
+    """Write the trade log and trades CSVs of ``day`` (YYYY-MM-DD; default: today in New York) to
+    ``TP_DATA_DIR/exports``; returns the trade log's path.
+
+    Running twice is safe: each file is written to a temporary file and renamed over the day's previous export, so a
+    second run replaces both with the books as they are then and never leaves half a file.  Skipped when beat fires it
+    on a replay's simulated clock: a replayed day must not overwrite the live export of that date.
+    """
+    if day is None and clock.is_simulated():
+        return None
+    export_day = calendar.market_day(clock.now()) if day is None else date.fromisoformat(day)
+    return str(trade_log_export(day=export_day))

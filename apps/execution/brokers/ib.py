@@ -39,15 +39,16 @@ _gateway_lock = threading.Lock()
 _gateway: IBGateway | None = None
 
 
-def process_gateway() -> IBGateway:
-    """The gateway this process owns in direct mode (created, connected and reconciled on first use)."""
+def process_gateway(*, host: str | None = None, port: int | None = None) -> IBGateway:
+    """The gateway this process owns in direct mode (created, connected and reconciled on first use; ``host`` and
+    ``port`` default to ``IB_HOST``/``IB_PORT`` and only matter for the first call)."""
     global _gateway
     from apps.execution.ib.dispatch import TaskSink
     from apps.execution.ib.gateway import IBGateway
 
     with _gateway_lock:
         if _gateway is None:
-            _gateway = IBGateway(sink=TaskSink())
+            _gateway = IBGateway(sink=TaskSink(), host=host, port=port)
         gateway = _gateway
     if not gateway.connected and gateway.ensure_connected():
         gateway.reconcile()
