@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -503,6 +504,39 @@ def test_global_cancel_cancels_every_open_order(sim, clients) -> None:
     client.wait_for("nextValidId", lambda oid: oid == second + 1)
 
 
+def test_external_quotes_are_polled_and_the_injected_clock_stamps_executions(clients) -> None:
+    from datetime import UTC, datetime
+
+    from apps.execution.brokers.base import BrokerQuote
+
+    instant = datetime(2026, 11, 20, 14, 30, 5, tzinfo=UTC)
+    market: dict[str, BrokerQuote] = {}
+    simulator = TWSSimulator(quotes=market.get, clock=lambda: instant, quote_poll_seconds=0.05).start()
+    try:
+        client = connect(simulator, clients)
+        order_id = place(client, CALL, "BUY", 1, limit=Decimal("1.10"), ref="polled")
+        status(client, order_id, "Submitted")  # no quote: the order rests
+        market[OCC] = BrokerQuote(OCC, Decimal("1.00"), Decimal("1.10"), None, instant, "test")
+        status(client, order_id, "Filled")
+        _, _, execution = client.wait_for("execDetails", lambda req, c, e: e.orderId == order_id)
+        assert execution.time == "20261120  09:30:05"
+        assert simulator.executions()[0]["time"] == instant
+    finally:
+        simulator.stop()
+
+
+def test_position_updates_stream_to_clients_that_requested_positions(sim, clients) -> None:
+    sim.set_quote(OCC, Decimal("1.00"), Decimal("1.10"))
+    client = connect(sim, clients)
+    client.reqPositions()
+    client.wait_for("positionEnd")
+    assert client.named("position") == []
+    status(client, place(client, CALL, "BUY", 3, "MKT"), "Filled")
+    _, contract, quantity, avg_cost = client.wait_for("position")
+    assert (contract.conId, quantity, avg_cost) == (con_id_for(OCC), 3.0, 110.0)
+    client.cancelPositions()
+
+
 # --- persistence ------------------------------------------------------------------------------------------------------
 
 
@@ -577,6 +611,9 @@ def test_tws_sim_command_serves_ibapi_and_http_control_until_sigterm(clients) ->
         ]
         assert _http(f"{control}/positions")[OCC]["position"] == 1
         assert _http(f"{control}/account")["TotalCashValue"] == "99889.35"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _http(f"{control}/hold_fills", {"on": "maybe"})
+        assert refused.value.code == 400
         _http(f"{control}/error", {"code": 1100, "message": "Connectivity between IB and TWS has been lost."})
         client.wait_for("error", lambda req, code, text: code == 1100)
         client.stop()

@@ -54,6 +54,19 @@ def _required(body: dict[str, Any], name: str) -> Any:
     return body[name]
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """A JSON boolean (or 1/0, "true"/"false"): ``bool("false")`` must not read as True."""
+    raw = _required(body, name)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ControlError(f"{name} must be true or false, got {raw!r}")
+
+
 def _post_quote(sim: TWSSimulator, body: dict[str, Any]) -> dict[str, Any]:
     key = str(_required(body, "key"))
     sim.set_quote(key, _decimal(body, "bid"), _decimal(body, "ask"), _decimal(body, "last"))
@@ -66,7 +79,7 @@ def _post_drop(sim: TWSSimulator, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _post_drop_on_next_place(sim: TWSSimulator, body: dict[str, Any]) -> dict[str, Any]:
-    sim.drop_on_next_place(bool(_required(body, "accept")))
+    sim.drop_on_next_place(_flag(body, "accept"))
     return {"ok": True}
 
 
@@ -81,7 +94,7 @@ def _post_partial_fill_next(sim: TWSSimulator, body: dict[str, Any]) -> dict[str
 
 
 def _post_hold_fills(sim: TWSSimulator, body: dict[str, Any]) -> dict[str, Any]:
-    sim.hold_fills(bool(_required(body, "on")))
+    sim.hold_fills(_flag(body, "on"))
     return {"ok": True}
 
 

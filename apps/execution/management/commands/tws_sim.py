@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -14,6 +15,31 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.execution.brokers.base import BrokerQuote
 from apps.execution.ib.simulator import ControlServer, TWSSimulator
+
+logger = logging.getLogger(__name__)
+
+
+def _platform_quotes() -> Callable[[str], BrokerQuote | None]:
+    """The platform's recorded market (Redis hash, else the newest option trade), as the paper broker reads it.
+
+    A Redis or database outage reads as "no quote" (orders rest) instead of ending the simulator's threads.
+    """
+    from django.db import DatabaseError, close_old_connections
+    from redis.exceptions import RedisError
+
+    from apps.execution.brokers.paper import PaperBroker
+
+    broker = PaperBroker()
+
+    def quote(key: str) -> BrokerQuote | None:
+        try:
+            return broker.quote(key)
+        except (RedisError, DatabaseError) as exc:
+            logger.warning("tws_sim: no platform quote for %s: %s", key, exc)
+            close_old_connections()
+            return None
+
+    return quote
 
 
 class Command(BaseCommand):
@@ -36,11 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--state", default=None, help="JSON file keeping orders, fills and positions across runs")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        quotes: Callable[[str], BrokerQuote | None] | None = None
-        if options["quotes"] == "platform":
-            from apps.execution.brokers.paper import PaperBroker
-
-            quotes = PaperBroker().quote
+        quotes = _platform_quotes() if options["quotes"] == "platform" else None
         clock: Callable[[], datetime] | None = None
         if options["clock"] == "platform":
             from apps.core import clock as platform_clock
