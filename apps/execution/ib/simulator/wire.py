@@ -32,7 +32,8 @@ class ProtocolError(Exception):
 
 def encode_frame(fields: Sequence[str | int]) -> bytes:
     """One length-prefixed message; every field is written as text followed by NUL."""
-    payload = "".join(f"{field}\0" for field in fields).encode("ascii", errors="replace")
+    # A NUL inside a field would split it in two on the client's side.
+    payload = "".join(f"{str(field).replace(chr(0), '')}\0" for field in fields).encode("ascii", errors="replace")
     if len(payload) > MAX_FRAME:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds the protocol maximum")
     return struct.pack("!I", len(payload)) + payload
