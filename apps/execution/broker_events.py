@@ -10,7 +10,7 @@ nothing the broker reports silently overwrites the book.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -214,6 +214,36 @@ def account_values_record(*, values: dict[str, str]) -> None:
 
 
 # --- reconciliation ---------------------------------------------------------------------------------------------------
+def order_no_trace_end(*, order: Order, taken_at: datetime) -> None:
+    """End a working order of which the broker knows nothing (it is not working anywhere) and flag it."""
+    reason = (
+        f"no trace at IB at the reconciliation of {taken_at.isoformat()} (order ref {order.client_order_id},"
+        f" id {order.ib_order_id}): not working anywhere"
+    )
+    with transaction.atomic():
+        locked = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
+        if locked.status in TERMINAL:
+            return
+        if locked.status == OrderStatus.PENDING:
+            services.order_transition(order=locked, to_status=OrderStatus.SUBMITTED, detail="reconciliation")
+        services.order_end_unfilled(
+            order=locked,
+            to_status=OrderStatus.CANCELLED if locked.filled_quantity else OrderStatus.REJECTED,
+            reason=reason,
+        )
+        BrokerCommand.objects.filter(order=locked).exclude(status=BrokerCommand.Status.DONE).update(
+            status=BrokerCommand.Status.FAILED,
+            result={"accepted": False, "reject_reason": reason},
+            answered_at=clock.now(),
+        )
+    issue_flag(
+        kind=ReconciliationIssue.Kind.ORDER_NOT_AT_BROKER,
+        key=order.client_order_id,
+        detail=reason,
+        platform_value=order.status,
+    )
+
+
 def reconcile_apply(*, snapshot: dict[str, Any]) -> dict[str, int]:
     """Compare what the broker holds with the book, adopt what can be adopted and flag the rest.
 
@@ -250,7 +280,6 @@ def reconcile_apply(*, snapshot: dict[str, Any]) -> dict[str, int]:
         counts["acknowledged" if order is not None else "flagged"] += 1
     completed = {c["order_ref"]: c for c in snapshot.get("completed", [])}
     seen = open_refs | set(completed) | {e["order_ref"] for e in snapshot.get("executions", [])}
-    window = timedelta(seconds=int(getattr(settings, "IB_RESUBMIT_WINDOW_SECONDS", 60)))
     working = Order.objects.filter(broker="ib", status__in=OPEN_ORDER_STATUSES).select_related("signal")
     for order in working:
         if order.client_order_id in open_refs:
@@ -271,35 +300,11 @@ def reconcile_apply(*, snapshot: dict[str, Any]) -> dict[str, int]:
             continue
         if order.client_order_id in seen:
             continue  # filled at the broker: the executions above booked it
-        answering = BrokerCommand.objects.filter(
+        if BrokerCommand.objects.filter(
             order=order, status__in=(BrokerCommand.Status.QUEUED, BrokerCommand.Status.SENT)
-        ).exists()
-        if answering and taken_at - sent_at < window:
-            continue  # the listener sends it again (same orderRef) and answers its command
-        reason = (
-            f"no trace at IB after reconnecting (order ref {order.client_order_id}, id {order.ib_order_id}):"
-            " not working anywhere"
-        )
-        with transaction.atomic():
-            locked = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
-            if locked.status in TERMINAL:
-                continue
-            if locked.status == OrderStatus.PENDING:
-                services.order_transition(order=locked, to_status=OrderStatus.SUBMITTED, detail="reconciliation")
-            services.order_end_unfilled(
-                order=locked,
-                to_status=OrderStatus.CANCELLED if locked.filled_quantity else OrderStatus.REJECTED,
-                reason=reason,
-            )
-            BrokerCommand.objects.filter(order=locked).exclude(status=BrokerCommand.Status.DONE).update(
-                status=BrokerCommand.Status.FAILED, result={"accepted": False, "reject_reason": reason}
-            )
-        issue_flag(
-            kind=ReconciliationIssue.Kind.ORDER_NOT_AT_BROKER,
-            key=order.client_order_id,
-            detail=reason,
-            platform_value=order.status,
-        )
+        ).exists():
+            continue  # the listener settles its own unanswered commands (sends again or ends them)
+        order_no_trace_end(order=order, taken_at=taken_at)
         counts["ended"] += 1
     counts["flagged"] += _positions_compare(snapshot.get("positions", []))
     logger.info("IB reconciliation: %s", counts)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from apps.core import clock, store
+from apps.execution import broker_events
 from apps.execution.brokers.ib import WAKE_KEY
 from apps.execution.ib.dispatch import TaskSink
 from apps.execution.ib.gateway import IBGateway, OrderTrack, Snapshot
@@ -134,7 +135,9 @@ class IBListener:
             elif command.sent_at is not None and clock.now() - command.sent_at < window:
                 logger.warning("order %s: no trace at IB; sending it again under a new id", order.client_order_id)
                 BrokerCommand.objects.filter(pk=command.pk).update(status=BrokerCommand.Status.QUEUED)
-            # older ones: the reconciliation task ends the order and fails the command
+            else:
+                # Too old to send blindly now (the market moved on): ended, flagged, the command answered as failed.
+                broker_events.order_no_trace_end(order=order, taken_at=snapshot.taken_at)
 
     def _commands(self, *, force_scan: bool) -> None:
         woken = store.get_redis().delete(WAKE_KEY)
