@@ -195,3 +195,40 @@ def test_connectivity_codes_put_the_platform_in_reduce_only_and_back(sim, redis_
     gateway.pump(1.0)
     assert redis_store.hget("execution:broker:state", "connected") == "1"
     assert gateway.needs_reconcile
+
+
+def test_ib_quotes_are_stored_like_the_uw_data_and_resubscribed_after_1101_and_a_reconnect(sim, redis_store):
+    from apps.ingestion.models import IBQuote
+
+    symbol = SignalFactory.build().option_symbol
+    gateway = process_gateway()
+    sim.set_quote(symbol, Decimal("1.10"), Decimal("1.20"), last=Decimal("1.15"))
+    sim.set_quote("SPY", Decimal("600.01"), Decimal("600.03"), last=Decimal("600.02"))
+    assert gateway.subscribe_quotes(["SPY", symbol]) == 2
+
+    def pumped_until(predicate) -> bool:
+        for _ in range(40):
+            gateway.pump(0.05)
+            if predicate():
+                return True
+        return False
+
+    assert pumped_until(lambda: redis_store.hget(f"latest:ib:quote:{symbol}", "ask") is not None)
+    assert Decimal(redis_store.hget(f"latest:ib:quote:{symbol}", "bid")) == Decimal("1.10")
+    assert Decimal(redis_store.hget("latest:ib:price:SPY", "last")) == Decimal("600.02")
+    assert IBQuote.objects.filter(key=symbol, sec_type="OPT").exists()
+    assert IBBroker().quote(symbol).source == "ib"
+
+    def market_data_requests() -> int:
+        return sum(1 for msg_id, _ in sim.received() if msg_id == 1)
+
+    before = market_data_requests()
+    sim.send_error(1101, "Connectivity between IB and TWS has been restored - data lost.")
+    assert pumped_until(lambda: market_data_requests() == before + 2)
+
+    sim.drop_connections()
+    assert pumped_until(lambda: not gateway.connected)
+    assert process_gateway().connected  # reconnects, reconciles, subscribes again
+    assert pumped_until(lambda: market_data_requests() == before + 4)
+    sim.set_quote(symbol, Decimal("1.30"), Decimal("1.40"))
+    assert pumped_until(lambda: Decimal(redis_store.hget(f"latest:ib:quote:{symbol}", "bid")) == Decimal("1.30"))

@@ -195,9 +195,7 @@ class IBGateway:
             self.needs_reconcile = True
             # Drain the handshake's events now: the Ready event sets the account and the next id.
             self.pump(0)
-            for key, sec_type in list({v for v in self._md_by_req.values()}):
-                self._md_keys.pop(key, None)
-                self.subscribe_quotes([key], sec_type=sec_type, force=True)
+            self._resubscribe_all()
             self._publish_state(connected=True, detail=f"connected to {self.host}:{self.port} as {self.account}")
             logger.info(
                 "IB connected to %s:%s client %s, account %s", self.host, self.port, self.client_id, self.account
@@ -459,9 +457,7 @@ class IBGateway:
             self.needs_reconcile = True
             if code == 1101:
                 # Connectivity restored with data lost: every market data subscription must be made again.
-                for key, sec_type in list(set(self._md_by_req.values())):
-                    self._md_keys.pop(key, None)
-                    self.subscribe_quotes([key], sec_type=sec_type, force=True)
+                self._resubscribe_all()
             self._publish_state(connected=True, detail=f"IB {code}: {event.message}")
         elif code == 326:
             self._lost(f"client id {self.client_id} is in use (326)")
@@ -599,13 +595,20 @@ class IBGateway:
         self._account_values = {}
         self.conn.reqAccountSummary(self._req_id, "All", ACCOUNT_TAGS)
 
-    def subscribe_quotes(self, keys: Iterable[str], *, sec_type: str = "", force: bool = False) -> int:
+    def _resubscribe_all(self) -> None:
+        """Every quote subscription again under new request ids (after a reconnect, or 1101: data lost)."""
+        keys = sorted(self._md_keys)
+        self._md_by_req.clear()
+        self._md_keys.clear()
+        self.subscribe_quotes(keys)
+
+    def subscribe_quotes(self, keys: Iterable[str]) -> int:
         """Stream quotes for ``keys`` (OCC symbols or tickers) not yet subscribed; returns how many were new."""
         if self.conn is None or not self.connected:
             return 0
         added = 0
         for key in keys:
-            if key in self._md_keys and not force:
+            if key in self._md_keys:
                 continue
             contract = contract_for(key)
             self._req_id += 1
