@@ -247,6 +247,8 @@ PAPER_COMMISSION_PER_CONTRACT = _decimal("PAPER_COMMISSION_PER_CONTRACT", "0.65"
 PAPER_QUOTE_MAX_AGE_SECONDS = _int("PAPER_QUOTE_MAX_AGE_SECONDS", 300, minimum=1)
 EXECUTION_TIME_EXIT_GRACE_SECONDS = _int("EXECUTION_TIME_EXIT_GRACE_SECONDS", 300, minimum=0)
 EXECUTION_EXIT_RETRY_SECONDS = _int("EXECUTION_EXIT_RETRY_SECONDS", 30, minimum=1)
+# Once a trade's mark is this share above its entry (0.25 = +25 %), its stop moves up to the entry; 0 turns it off.
+EXECUTION_BREAKEVEN_AFTER_PCT = _decimal("EXECUTION_BREAKEVEN_AFTER_PCT", "0")
 PAPER_FILL_SPREAD_SHARE = _decimal("PAPER_FILL_SPREAD_SHARE", "1")
 if not Decimal("0") <= PAPER_FILL_SPREAD_SHARE <= Decimal("1"):
     raise ImproperlyConfigured("PAPER_FILL_SPREAD_SHARE must be between 0 (mid) and 1 (far side of the spread)")

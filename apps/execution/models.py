@@ -153,6 +153,10 @@ class Trade(models.Model):
     fees = models.DecimalField(**MONEY, default=0)
     last_mark = models.DecimalField(**PRICE, null=True, blank=True)
     last_mark_at = models.DateTimeField(null=True, blank=True)
+    # The bracket: exit at or above the target, at or below the stop (per share), set from the signal at the entry
+    # fill; the stop may be moved (``StopAdjustment``), the target is the signal's.
+    target_price = models.DecimalField(**PRICE, null=True, blank=True)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
 
     class Meta:
         db_table = "trades"
@@ -281,3 +285,21 @@ class BrokerMessage(models.Model):
 
     def __str__(self) -> str:
         return f"IB {self.code} ({self.category}): {self.message[:60]}"
+
+
+class StopAdjustment(models.Model):
+    """Every move of a trade's stop: by a rule (breakeven) or by an operator, from what to what and why."""
+
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="stop_adjustments")
+    old_stop = models.DecimalField(**PRICE, null=True, blank=True)
+    new_stop = models.DecimalField(**PRICE)
+    by = models.CharField(max_length=150)
+    reason = models.TextField()
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "execution_stop_adjustments"
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"trade {self.trade_id}: stop {self.old_stop} -> {self.new_stop} by {self.by}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, cast
 
 from django.conf import settings
@@ -35,6 +35,7 @@ from apps.execution.models import (
     Order,
     OrderStatus,
     Position,
+    StopAdjustment,
     Trade,
     TradeLog,
 )
@@ -324,10 +325,13 @@ def _order_settle(*, order: Order) -> None:
 def _trade_open(*, order: Order) -> Trade:
     """The entry filled: open (or, on a further partial fill, grow) the signal's trade; the signal becomes active."""
     signal = order.signal
+    entry = order.avg_fill_price or ZERO
+    target, stop = bracket_levels(entry_price=entry, signal=signal)
     values = {
         "quantity": order.filled_quantity,
         "entry_price": order.avg_fill_price,
         "fees": _order_commissions(order),
+        "target_price": target,
     }
     trade, created = Trade.objects.get_or_create(
         signal=signal,
@@ -340,10 +344,15 @@ def _trade_open(*, order: Order) -> Trade:
             "status": Trade.Status.OPEN,
             "last_mark": order.avg_fill_price,
             "last_mark_at": order.filled_at,
+            "stop_price": stop,
         },
     )
     if not created:
-        Trade.objects.filter(pk=trade.pk, status=Trade.Status.OPEN).update(**values)
+        # A further partial fill moves the average entry: the bracket follows, unless the stop was moved by hand.
+        moved = StopAdjustment.objects.filter(trade=trade).exists()
+        Trade.objects.filter(pk=trade.pk, status=Trade.Status.OPEN).update(
+            **values, **({} if moved else {"stop_price": stop})
+        )
         return trade
     Order.objects.filter(pk=order.pk).update(trade=trade)
     order.trade = trade
@@ -435,23 +444,76 @@ def _trade_manage(*, trade: Trade, broker: Broker) -> tuple[Trade | None, bool]:
     if quote is not None and quote.mark is not None and (quote.mark, quote.ts) != (trade.last_mark, trade.last_mark_at):
         _trade_mark(trade=trade, price=quote.mark, at=quote.ts)
         marked = True
+        _stop_to_breakeven(trade=trade)
     reason = _exit_reason(trade=trade, signal=signal)
     if reason is None:
         return None, marked
     return _trade_exit(trade=trade, reason=reason, broker=broker, quote=quote), marked
 
 
+def bracket_levels(*, entry_price: Decimal, signal: Signal) -> tuple[Decimal, Decimal]:
+    """The bracket of an entry (per share): the profit target above it and the stop below it, from the signal's
+    percentages.  The target rounds up and the stop down, so neither fires before the signal's own threshold."""
+    target = (entry_price * (1 + signal.profit_target_pct)).quantize(PRICE_PLACES, rounding=ROUND_CEILING)
+    stop = (entry_price * (1 - signal.stop_loss_pct)).quantize(PRICE_PLACES, rounding=ROUND_FLOOR)
+    return target, max(stop, ZERO)
+
+
 def _exit_reason(*, trade: Trade, signal: Signal) -> str | None:
     mark = trade.last_mark
     if mark is not None and trade.entry_price > 0:
-        change = (mark - trade.entry_price) / trade.entry_price
-        if change >= signal.profit_target_pct:
+        target, stop = bracket_levels(entry_price=trade.entry_price, signal=signal)
+        target = trade.target_price if trade.target_price is not None else target
+        stop = trade.stop_price if trade.stop_price is not None else stop
+        if mark >= target:
             return ExitReason.TARGET
-        if change <= -signal.stop_loss_pct:
+        if mark <= stop:
             return ExitReason.STOP
     if clock.now() >= signal.time_exit_at:
         return ExitReason.TIME
     return None
+
+
+def breakeven_after() -> Decimal:
+    """``EXECUTION_BREAKEVEN_AFTER_PCT``: once a trade's mark is this far above its entry (0.25 = +25 %), its stop
+    moves up to the entry price.  0 (the default) leaves stops where the signal put them."""
+    return Decimal(str(getattr(settings, "EXECUTION_BREAKEVEN_AFTER_PCT", "0")))
+
+
+def trade_stop_adjust(*, trade_id: int, stop_price: Decimal, by: str, reason: str) -> Trade:
+    """Move an open trade's stop (per share).  Refused (``ValueError``) for a closed trade, a non-positive stop, or a
+    stop at or above the target or the current mark, which would exit at once (close the trade instead).  Every move
+    is kept in ``execution_stop_adjustments`` with who and why."""
+    if stop_price <= 0:
+        raise ValueError(f"a stop must be positive, not {stop_price}")
+    with transaction.atomic():
+        trade = Trade.objects.select_for_update().get(pk=trade_id)
+        if trade.status != Trade.Status.OPEN:
+            raise ValueError(f"trade {trade_id} is {trade.status}: its stop cannot move")
+        if trade.target_price is not None and stop_price >= trade.target_price:
+            raise ValueError(f"stop {stop_price} is not below the target {trade.target_price}")
+        if trade.last_mark is not None and stop_price >= trade.last_mark:
+            raise ValueError(f"stop {stop_price} is not below the mark {trade.last_mark}: it would exit at once")
+        StopAdjustment.objects.create(
+            trade=trade, old_stop=trade.stop_price, new_stop=stop_price, by=by, reason=reason, at=clock.now()
+        )
+        Trade.objects.filter(pk=trade.pk).update(stop_price=stop_price)
+        logger.info("trade %s: stop %s -> %s by %s (%s)", trade.pk, trade.stop_price, stop_price, by, reason)
+        trade.stop_price = stop_price
+    return trade
+
+
+def _stop_to_breakeven(*, trade: Trade) -> None:
+    threshold = breakeven_after()
+    mark = trade.last_mark
+    if threshold <= 0 or mark is None or trade.entry_price <= 0:
+        return
+    if trade.stop_price is not None and trade.stop_price >= trade.entry_price:
+        return
+    if (mark - trade.entry_price) / trade.entry_price >= threshold and mark > trade.entry_price:
+        reason = f"breakeven: the mark {mark} is {threshold:.0%} or more above the entry {trade.entry_price}"
+        trade_stop_adjust(trade_id=trade.pk, stop_price=trade.entry_price, by="execution", reason=reason)
+        trade.stop_price = trade.entry_price
 
 
 def _trade_mark(*, trade: Trade, price: Decimal, at: datetime) -> None:
@@ -566,6 +628,33 @@ def position_close(*, trade_id: int, reason: str = ExitReason.FLATTEN) -> Trade:
     _daily_loss_guard()
     _publish_book_after_commit()
     return closed
+
+
+def order_cancel(*, order_id: int, by: str) -> Order:
+    """Cancel a working order at its broker (operator's console).  The paper broker never leaves one working; with
+    IB the cancellation is confirmed by TWS and applied by its report.  An order no broker has seen (pending) is
+    cancelled here at once."""
+    order = Order.objects.get(pk=order_id)
+    if order.status not in OPEN_ORDER_STATUSES:
+        return order
+    if order.status == OrderStatus.PENDING or not order.broker_order_id:
+        with transaction.atomic():
+            order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order_id)
+            if order.status == OrderStatus.PENDING:
+                order_end_unfilled(order=order, to_status=OrderStatus.CANCELLED, reason=f"cancelled by {by}")
+                return order
+    broker = get_broker()
+    confirmed = broker.cancel(broker_order_id=order.broker_order_id)
+    order.refresh_from_db()
+    if confirmed and order.status in OPEN_ORDER_STATUSES:
+        with transaction.atomic():
+            order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order_id)
+            if order.status in OPEN_ORDER_STATUSES:
+                order_end_unfilled(
+                    order=order, to_status=OrderStatus.CANCELLED, reason=f"cancelled at {broker.name} by {by}"
+                )
+    logger.info("order %s: cancel by %s -> %s", order.client_order_id, by, order.status)
+    return order
 
 
 def flatten_all(*, reason: str = ExitReason.FLATTEN) -> list[Trade]:

@@ -232,3 +232,21 @@ def test_ib_quotes_are_stored_like_the_uw_data_and_resubscribed_after_1101_and_a
     assert pumped_until(lambda: market_data_requests() == before + 4)
     sim.set_quote(symbol, Decimal("1.30"), Decimal("1.40"))
     assert pumped_until(lambda: Decimal(redis_store.hget(f"latest:ib:quote:{symbol}", "bid")) == Decimal("1.30"))
+
+
+def test_an_operator_cancels_an_order_working_at_ib(sim):
+    signal = SignalFactory(limit_price=Decimal("1.20"), quantity_hint=2)
+    quote_both(sim, signal.option_symbol, bid="1.10", ask="1.20")
+    sim.hold_fills(True)  # TWS acknowledges and works the order without filling it
+    review.delay(signal.signal_id)
+    order = Order.objects.get(signal=signal)
+    assert order.status == OrderStatus.SUBMITTED and sim.orders()[0]["status"] == "Submitted"
+
+    cancelled = services.order_cancel(order_id=order.pk, by="ops")
+
+    assert cancelled.status == OrderStatus.CANCELLED
+    assert sim.orders()[0]["status"] == "Cancelled"
+    assert BrokerMessage.objects.filter(code=202, order=order).exists()
+    sim.hold_fills(False)
+    process_gateway().pump(0.5)
+    assert not Fill.objects.exists() and sim.executions() == []
