@@ -1,16 +1,43 @@
 """Execution in the operations console: read-only books (orders, fills, positions, trades, the order log), with
-actions to close trades through the execution services."""
+actions to close trades through the execution services; and the Interactive Brokers side: the commands to the
+listener, the broker's messages (alerts acknowledged from the list) and the reconciliation issues an operator resolves
+(docs/operations.md, "Interactive Brokers in the console").
+
+The two actions that write (resolve, acknowledge) need the model's ``change`` permission, change only rows still
+open, and leave an ops audit entry; every row's own page stays read-only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import redis
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template import engines
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
-from apps.execution.models import Fill, Order, Position, Trade, TradeLog
+from apps.core import clock
+from apps.execution.models import (
+    BrokerCommand,
+    BrokerMessage,
+    Fill,
+    IBOrderIdCounter,
+    Order,
+    Position,
+    ReconciliationIssue,
+    Trade,
+    TradeLog,
+)
 from apps.execution.services import position_close
+from apps.ops.services import audit_record
+from apps.risk.selectors import broker_connected
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,6 +69,28 @@ class TradeLogInline(admin.TabularInline):
         return False
 
 
+class BrokerCommandInline(admin.TabularInline):
+    model = BrokerCommand
+    extra = 0
+    can_delete = False
+    readonly_fields = ("kind", "status", "created_at", "sent_at", "answered_at", "result")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class BrokerMessageInline(admin.TabularInline):
+    model = BrokerMessage
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "code", "category", "alert", "acknowledged", "message")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
     list_display = (
@@ -55,13 +104,17 @@ class OrderAdmin(ReadOnlyAdmin):
         "limit_price",
         "status",
         "avg_fill_price",
+        "broker",
+        "ib_order_id",
         "reject_reason",
     )
     list_filter = ("status", "leg", "side", "broker")
+    # broker_order_id holds the IB order id as text once TWS acknowledged the order.
     search_fields = ("client_order_id", "broker_order_id", "option_symbol", "signal__signal_id")
     list_select_related = ("signal",)
     raw_id_fields = ("decision", "signal", "trade")
-    inlines = (TradeLogInline,)
+    # Per order, a handful of rows each: what was sent to the listener and what TWS said about it.
+    inlines = (TradeLogInline, BrokerCommandInline, BrokerMessageInline)
 
 
 @admin.register(Fill)
@@ -113,3 +166,215 @@ class TradeLogAdmin(ReadOnlyAdmin):
     list_filter = ("applied", "to_status")
     list_select_related = ("order",)
     raw_id_fields = ("order",)
+
+
+# --- Interactive Brokers ----------------------------------------------------------------------------------------------
+def _broker_title(label: str) -> str:
+    """The list's title with the broker connection as risk reads it (``execution:broker:state``)."""
+    try:
+        _connected, words = broker_connected()
+    except redis.RedisError as exc:
+        words = f"connection state unknown ({type(exc).__name__}: {exc})"
+    return f"{label} — {words}"
+
+
+def _order_link(order: Order | None) -> str:
+    if order is None:
+        return "—"
+    return format_html(
+        '<a href="{}">{}</a>', reverse("admin:execution_order_change", args=[order.pk]), order.client_order_id
+    )
+
+
+class OperatorActionAdmin(ReadOnlyAdmin):
+    """Read-only rows whose list offers an action to users with the model's ``change`` permission: the action asks
+    ``has_change_permission`` without an object, every row's own page asks with one and stays read-only."""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None:
+            return False
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
+class ResolutionForm(forms.Form):
+    resolution = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        max_length=2000,
+        help_text="what was found and done (adopted, corrected at the broker, booked by hand…); kept on the issue and"
+        " in the audit log",
+    )
+
+
+# The intermediate page of the resolve action: the selected issues, a note, and the action posted again with "apply".
+RESOLVE_PAGE = engines["django"].from_string(
+    """{% extends "admin/base_site.html" %}
+{% load i18n admin_urls %}
+{% block breadcrumbs %}
+<div class="breadcrumbs">
+  <a href="{% url 'admin:index' %}">{% translate 'Home' %}</a>
+  &rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">{{ opts.app_config.verbose_name }}</a>
+  &rsaquo; <a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a>
+  &rsaquo; {{ title }}
+</div>
+{% endblock %}
+{% block content %}
+<p>Resolving marks these issues as handled; the broker and the book are not changed by it.</p>
+<ul>{% for issue in issues %}
+  <li><strong>{{ issue.kind }} {{ issue.key }}</strong>: {{ issue.detail }}
+    (broker: {{ issue.broker_value|default:"—" }}, platform: {{ issue.platform_value|default:"—" }})</li>
+{% endfor %}</ul>
+<form method="post">{% csrf_token %}
+  {{ form.as_p }}
+  {% for issue in issues %}<input type="hidden" name="{{ checkbox_name }}" value="{{ issue.pk }}">{% endfor %}
+  <input type="hidden" name="action" value="resolve_selected">
+  <input type="hidden" name="apply" value="1">
+  <input type="submit" class="default" value="Mark resolved">
+</form>
+{% endblock %}
+"""
+)
+
+
+def issues_resolve(*, issue_ids: Sequence[int], actor: str, resolution: str) -> list[ReconciliationIssue]:
+    """Mark the open issues among ``issue_ids`` resolved by ``actor`` with ``resolution``, each with its own audit
+    entry; an issue already resolved (by someone else meanwhile) is left as it is.  Returns the issues resolved."""
+    now = clock.now()
+    with transaction.atomic():
+        issues = list(
+            ReconciliationIssue.objects.select_for_update().filter(id__in=issue_ids, resolved=False).order_by("id")
+        )
+        ReconciliationIssue.objects.filter(id__in=[issue.pk for issue in issues]).update(
+            resolved=True, resolved_by=actor[:150], resolved_at=now, resolution=resolution
+        )
+        for issue in issues:
+            audit_record(
+                actor=actor,
+                action="reconciliation.resolve",
+                target=f"{issue.kind} {issue.key}"[:255],
+                detail={
+                    "issue_id": issue.pk,
+                    "kind": issue.kind,
+                    "key": issue.key,
+                    "broker_value": issue.broker_value,
+                    "platform_value": issue.platform_value,
+                    "detected_at": issue.detected_at.isoformat(),
+                    "resolution": resolution,
+                },
+            )
+    return issues
+
+
+def messages_acknowledge(*, message_ids: Sequence[int], actor: str) -> int:
+    """Acknowledge the unacknowledged broker messages among ``message_ids`` (one audit entry naming them all).
+    Returns how many were acknowledged."""
+    with transaction.atomic():
+        rows = list(
+            BrokerMessage.objects.select_for_update()
+            .filter(id__in=message_ids, acknowledged=False)
+            .order_by("id")
+            .values("id", "code", "alert")
+        )
+        if not rows:
+            return 0
+        BrokerMessage.objects.filter(id__in=[row["id"] for row in rows]).update(acknowledged=True)
+        codes = sorted({row["code"] for row in rows})
+        audit_record(
+            actor=actor,
+            action="broker_message.acknowledge",
+            target=f"IB codes {', '.join(map(str, codes))}"[:255],
+            detail={"message_ids": [row["id"] for row in rows], "alerts": sum(1 for row in rows if row["alert"])},
+        )
+    return len(rows)
+
+
+@admin.register(ReconciliationIssue)
+class ReconciliationIssueAdmin(OperatorActionAdmin):
+    """Differences between IB and the book that reconciliation did not adopt: an operator looks, acts at the broker
+    or on the book, and marks the issue resolved with a note."""
+
+    list_display = ("kind", "key", "broker_value", "platform_value", "detected_at", "last_seen_at", "resolved")
+    list_filter = ("kind", "resolved")
+    search_fields = ("key",)
+    actions = ("resolve_selected",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        title = _broker_title("Reconciliation issues")
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+    @admin.action(permissions=["change"], description="Mark resolved (with a note)")
+    def resolve_selected(self, request: HttpRequest, queryset: QuerySet[ReconciliationIssue]) -> Any:
+        form = ResolutionForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            resolved = issues_resolve(
+                issue_ids=list(queryset.values_list("id", flat=True)),
+                actor=request.user.get_username(),
+                resolution=form.cleaned_data["resolution"],
+            )
+            self.message_user(request, f"{len(resolved)} reconciliation issue(s) marked resolved.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Mark reconciliation issues resolved",
+            "issues": list(queryset.filter(resolved=False)),
+            "form": form,
+            "checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        if not context["issues"]:
+            self.message_user(request, "The selected issues are resolved already.", messages.INFO)
+            return None
+        return TemplateResponse(request, RESOLVE_PAGE, context)
+
+
+@admin.register(BrokerMessage)
+class BrokerMessageAdmin(OperatorActionAdmin):
+    """Every code TWS sent: on its order when it concerns one, an alert otherwise (acknowledged from the list)."""
+
+    list_display = ("at", "code", "category", "alert", "acknowledged", "order_link", "short_message")
+    list_filter = ("alert", "category", "acknowledged", "code")
+    search_fields = ("=code", "=order__client_order_id")
+    list_select_related = ("order",)
+    raw_id_fields = ("order",)
+    list_per_page = 100
+    actions = ("acknowledge_selected",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        title = _broker_title("IB messages")
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+    @admin.display(description="order")
+    def order_link(self, obj: BrokerMessage) -> str:
+        return _order_link(obj.order)
+
+    @admin.display(description="message")
+    def short_message(self, obj: BrokerMessage) -> str:
+        return obj.message if len(obj.message) <= 120 else obj.message[:119] + "…"
+
+    @admin.action(permissions=["change"], description="Acknowledge")
+    def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[BrokerMessage]) -> None:
+        count = messages_acknowledge(
+            message_ids=list(queryset.values_list("id", flat=True)), actor=request.user.get_username()
+        )
+        self.message_user(request, f"{count} broker message(s) acknowledged.", messages.SUCCESS)
+
+
+@admin.register(BrokerCommand)
+class BrokerCommandAdmin(ReadOnlyAdmin):
+    """What the platform asked the IB listener to do, and its answer; the listener writes every field."""
+
+    list_display = ("id", "kind", "order_link", "status", "created_at", "sent_at", "answered_at", "result")
+    list_filter = ("status", "kind")
+    search_fields = ("=order__client_order_id",)
+    list_select_related = ("order",)
+    raw_id_fields = ("order",)
+    ordering = ("-id",)
+
+    @admin.display(description="order")
+    def order_link(self, obj: BrokerCommand) -> str:
+        return _order_link(obj.order)
+
+
+@admin.register(IBOrderIdCounter)
+class IBOrderIdCounterAdmin(ReadOnlyAdmin):
+    list_display = ("client_id", "next_id", "updated_at")

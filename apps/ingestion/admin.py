@@ -19,6 +19,7 @@ from apps.ingestion.models import (
     GexSnapshot,
     GexStrike,
     GreekExposure,
+    IBQuote,
     MarketTide,
     NetPremTick,
     NewsItem,
@@ -162,6 +163,15 @@ class NetPremTickAdmin(ReadOnlyAdmin):
 class OptionContractAdmin(ReadOnlyAdmin):
     list_display = ("option_symbol", "ticker", "expiry", "strike", "right", "open_interest", "volume", "as_of")
     search_fields = ("=option_symbol", "=ticker")
+
+
+@admin.register(IBQuote)
+class IBQuoteAdmin(ReadOnlyAdmin):
+    """Interactive Brokers market data, appended at the listener's batch rate: newest first by id, exact key search
+    (served by the (key, -quoted_at) index)."""
+
+    list_display = ("quoted_at", "key", "sec_type", "bid", "ask", "last", "implied_vol", "delta")
+    search_fields = ("=key",)
 
 
 @admin.register(DriftEvent)
