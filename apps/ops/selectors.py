@@ -10,14 +10,22 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Count, Min
+from django.db.models.functions import Coalesce
 
 from apps.core import clock, queues, store
+from apps.execution.models import BrokerCommand, BrokerMessage, ReconciliationIssue
 from apps.ops.models import DeadLetter
 from apps.ops.services import CANARY_KEY
-from apps.risk.selectors import kill_switch_is_on
+from apps.risk.selectors import BROKER_STATE_KEY, kill_switch_is_on
 
 # The canary runs every minute; three missed runs mean no worker consumes the ops queue (or beat is down).
 CANARY_STALE_AFTER_SECONDS = 180
+# The IB listener answers a command within a second or two; one queued or sent for longer means it is not running,
+# hung, or waiting on a TWS that does not answer.
+IB_COMMAND_STUCK_AFTER_SECONDS = 30
+# The listener refreshes execution:broker:state every second (its "since" is the time of that report).
+IB_STATE_STALE_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,18 @@ class HealthSnapshot:
     # The Unusual Whales listener's last report (empty when none ever ran against this Redis) and open drift events.
     uw_stream: dict[str, Any] = field(default_factory=dict)
     uw_drift_open: int | None = None
+    # Where orders go (settings.BROKER): "paper" runs in process; "ib" must be connected through the IB listener.
+    trading_broker: str = "paper"
+    trading_broker_ok: bool = True
+    trading_broker_detail: str = ""
+    # BROKER=ib only: the listener's connection report and what waits for an operator (``_trading_broker``).
+    ib: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """Database, Redis and the broker reachable; a stale canary is reported but does not make them unreachable."""
-        return self.database_ok and self.redis_ok and self.broker_ok
+        """Database, Redis and the broker reachable, and with BROKER=ib the IB connection up; a stale canary, open
+        reconciliation issues, unacknowledged alerts and stuck commands are reported but do not fail it."""
+        return self.database_ok and self.redis_ok and self.broker_ok and self.trading_broker_ok
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -158,7 +173,80 @@ def health_snapshot() -> HealthSnapshot:
         dead_letters_last_24h=dead_letters,
         uw_stream=_uw_stream(client) if redis_ok else {},
         uw_drift_open=_uw_drift_open(client) if redis_ok else None,
+        **_trading_broker(client, now=now, redis_ok=redis_ok, database_ok=database_ok),
     )
+
+
+def _trading_broker(client: redis.Redis, *, now: datetime, redis_ok: bool, database_ok: bool) -> dict[str, Any]:
+    """The ``trading_broker*`` and ``ib`` fields of the snapshot.  With the paper broker there is nothing to reach;
+    with IB, a missing or disconnected ``execution:broker:state`` fails the health (orders cannot reach the broker)."""
+    if settings.BROKER != "ib":
+        return {
+            "trading_broker": settings.BROKER,
+            "trading_broker_ok": True,
+            "trading_broker_detail": "paper broker in process",
+            "ib": {},
+        }
+    ib: dict[str, Any] = {"state": None}
+    ok, detail = False, "connection state unknown: Redis is unreachable"
+    if redis_ok:
+        try:
+            state = cast(dict[str, str], client.hgetall(BROKER_STATE_KEY))  # decode_responses
+        except redis.RedisError as exc:
+            detail = f"connection state unreadable ({type(exc).__name__}: {exc})"
+        else:
+            ok, detail, ib["state"] = _ib_state(state, now=now)
+    if database_ok:
+        ib.update(_ib_waiting(now=now))
+    return {"trading_broker": "ib", "trading_broker_ok": ok, "trading_broker_detail": detail, "ib": ib}
+
+
+def _ib_state(state: dict[str, str], *, now: datetime) -> tuple[bool, str, dict[str, Any] | None]:
+    if not state:
+        return False, f"the IB listener has reported no connection state ({BROKER_STATE_KEY} is missing)", None
+    connected = state.get("connected") == "1"
+    since = state.get("since", "")
+    try:
+        age: float | None = round((now - datetime.fromisoformat(since)).total_seconds(), 1)
+    except (TypeError, ValueError):  # not a timestamp, or one without a time zone
+        age = None
+    report = {
+        "connected": connected,
+        "since": since,
+        "report_age_seconds": age,
+        "stale": age is None or age > IB_STATE_STALE_AFTER_SECONDS,
+        "detail": state.get("detail", ""),
+        "account": state.get("account", ""),
+        "host": state.get("host", ""),
+        "client_id": state.get("client_id", ""),
+    }
+    words = f"{'connected' if connected else 'DISCONNECTED'} (reported {since or '?'})"
+    if report["detail"]:
+        words += f": {report['detail']}"
+    return connected, words, report
+
+
+def _ib_waiting(*, now: datetime) -> dict[str, Any]:
+    """What waits for an operator or for the listener: open reconciliation issues, unacknowledged alerts, and
+    commands queued or sent (a queued one has no ``sent_at``) longer than ``IB_COMMAND_STUCK_AFTER_SECONDS`` ago."""
+    cutoff = now - timedelta(seconds=IB_COMMAND_STUCK_AFTER_SECONDS)
+    try:
+        stuck = (
+            BrokerCommand.objects.filter(status__in=(BrokerCommand.Status.QUEUED, BrokerCommand.Status.SENT))
+            .annotate(waiting_since=Coalesce("sent_at", "created_at"))
+            .filter(waiting_since__lt=cutoff)
+            .aggregate(count=Count("id"), oldest=Min("waiting_since"))
+        )
+        return {
+            "open_reconciliation_issues": ReconciliationIssue.objects.filter(resolved=False).count(),
+            "unacknowledged_alerts": BrokerMessage.objects.filter(alert=True, acknowledged=False).count(),
+            "stuck_commands": stuck["count"],
+            "oldest_stuck_command_age_seconds": (
+                round((now - stuck["oldest"]).total_seconds(), 1) if stuck["oldest"] else None
+            ),
+        }
+    except DatabaseError:
+        return {}
 
 
 def _uw_stream(client: redis.Redis) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Print the platform's health: database, Redis, queue depths, the worker canary and the kill switch."""
+"""Print the platform's health: database, Redis, queue depths, the worker canary, the kill switch, the UW listener and
+the trading broker (with Interactive Brokers: its connection, reconciliation issues, alerts and stuck commands)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.ops.selectors import CANARY_STALE_AFTER_SECONDS, HealthSnapshot, health_snapshot
+from apps.ops.selectors import (
+    CANARY_STALE_AFTER_SECONDS,
+    IB_COMMAND_STUCK_AFTER_SECONDS,
+    IB_STATE_STALE_AFTER_SECONDS,
+    HealthSnapshot,
+    health_snapshot,
+)
 
 # The listener writes its state every second; a report older than this means it is not running (or hung).
 STREAM_STALE_AFTER_SECONDS = 30
@@ -16,8 +23,9 @@ STREAM_STALE_AFTER_SECONDS = 30
 class Command(BaseCommand):
     help = (
         "Show database and Redis reachability, Redis memory, Celery queue depths, the ops canary's age and the kill "
-        "switch. Exits with status 1 when the database, Redis or the broker is unreachable (usable as a container "
-        "healthcheck), and with --require-fresh-canary also when the canary is stale."
+        "switch, the UW listener and the trading broker. Exits with status 1 when the database, Redis or the broker is "
+        "unreachable or, with BROKER=ib, when Interactive Brokers is disconnected or has reported no state (usable as "
+        "a container healthcheck), and with --require-fresh-canary also when the canary is stale."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -81,4 +89,40 @@ class Command(BaseCommand):
                 f"  uw drift     {snapshot.uw_drift_open} unacknowledged drift event(s) "
                 "(admin: Ingestion > Drift events; docs/ingestion_drift.md)"
             )
+        lines.extend(self._ib_lines(snapshot))
         return "\n".join(lines)
+
+    def _ib_lines(self, snapshot: HealthSnapshot) -> list[str]:
+        if snapshot.trading_broker != "ib":
+            return [f"  ib           not used (BROKER={snapshot.trading_broker}): {snapshot.trading_broker_detail}"]
+        ib, state = snapshot.ib, snapshot.ib.get("state")
+        if state is None:
+            lines = [f"  ib           FAILING: {snapshot.trading_broker_detail}"]
+        else:
+            verdict = "connected" if state["connected"] else "FAILING: DISCONNECTED"
+            age = state["report_age_seconds"]
+            stale = f" STALE (no report for {IB_STATE_STALE_AFTER_SECONDS} s: is ib_listener running?)"
+            lines = [
+                f"  ib           {verdict}, reported {age if age is not None else '?'} s ago"
+                + (stale if state["stale"] else "")
+                + (f"; {state['detail']}" if state["detail"] else "")
+                + (f"; account {state['account']}" if state["account"] else "")
+                + (f", client {state['client_id']} at {state['host']}" if state["host"] else "")
+            ]
+        if ib.get("open_reconciliation_issues"):
+            lines.append(
+                f"  ib issues    {ib['open_reconciliation_issues']} open reconciliation issue(s) "
+                "(admin: Execution > Reconciliation issues; docs/operations.md)"
+            )
+        if ib.get("unacknowledged_alerts"):
+            lines.append(
+                f"  ib alerts    {ib['unacknowledged_alerts']} unacknowledged alert(s) (admin: Execution > Broker "
+                "messages, filter alert: yes, acknowledged: no)"
+            )
+        if ib.get("stuck_commands"):
+            lines.append(
+                f"  ib commands  {ib['stuck_commands']} queued or sent for more than {IB_COMMAND_STUCK_AFTER_SECONDS} s"
+                f" (oldest {ib['oldest_stuck_command_age_seconds']} s): is ib_listener running? "
+                "(admin: Execution > Broker commands)"
+            )
+        return lines
