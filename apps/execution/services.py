@@ -318,8 +318,25 @@ def _order_commissions(order: Order) -> Decimal:
 def _order_settle(*, order: Order) -> None:
     if order.leg == Order.Leg.ENTRY:
         _trade_open(order=order)
-    elif order.status == OrderStatus.FILLED and order.trade_id is not None:
-        _trade_close(order=order)
+    elif order.trade_id is not None and order.filled_quantity > 0:
+        trade = Trade.objects.only("quantity", "signal_id").get(pk=order.trade_id)
+        if _exited(signal_id=trade.signal_id)[0] >= trade.quantity:
+            _trade_close(order=order)
+
+
+def _exited(*, signal_id: int) -> tuple[int, Decimal, Decimal]:
+    """What the exit orders of a trade sold so far: (contracts, average price, commissions); exits may come in parts
+    (an IOC exit partly filled, the rest sent again)."""
+    rows = Fill.objects.filter(order__signal_id=signal_id, order__leg=Order.Leg.EXIT).values_list(
+        "quantity", "price", "commission"
+    )
+    quantity, amount, commission = 0, ZERO, ZERO
+    for filled, price, fee in rows:
+        quantity += filled
+        amount += price * filled
+        commission += fee
+    average = (amount / quantity).quantize(PRICE_PLACES) if quantity else ZERO
+    return quantity, average, commission
 
 
 def _trade_open(*, order: Order) -> Trade:
@@ -385,8 +402,8 @@ def _trade_close(*, order: Order, note: str = "") -> Trade:
     trade = Trade.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.trade_id)
     if trade.status != Trade.Status.OPEN:
         return trade
-    exit_price = order.avg_fill_price or ZERO
-    fees = trade.fees + _order_commissions(order)
+    _sold, exit_price, exit_fees = _exited(signal_id=trade.signal_id)
+    fees = trade.fees + exit_fees
     realized = cents((exit_price - trade.entry_price) * trade.quantity * CONTRACT_MULTIPLIER - fees)
     closed = Trade.objects.filter(pk=trade.pk, status=Trade.Status.OPEN).update(
         status=Trade.Status.CLOSED,
@@ -539,11 +556,11 @@ def _exit_limit(*, trade: Trade, quote: BrokerQuote | None) -> Decimal:
 def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote | None) -> Trade:
     """Sell to close ``trade`` through the broker (resuming a working exit order rather than sending another)."""
     exits = Order.objects.filter(signal_id=trade.signal_id, leg=Order.Leg.EXIT)
-    done = exits.filter(status=OrderStatus.FILLED).first()
-    if done is not None:
-        # A crash between the exit fill and the close: finish the close from the filled order.
+    sold = _exited(signal_id=trade.signal_id)[0]
+    if sold >= trade.quantity:
+        # A crash between the last exit fill and the close: finish the close from the exit orders.
         with transaction.atomic():
-            return _trade_close(order=done)
+            return _trade_close(order=exits.filter(filled_quantity__gt=0).order_by("-attempt").first() or exits.get())
     overdue = clock.now() >= trade.signal.time_exit_at + time_exit_grace()
     order = exits.filter(status__in=OPEN_ORDER_STATUSES).order_by("-attempt").first()
     if order is None:
@@ -560,7 +577,7 @@ def _trade_exit(*, trade: Trade, reason: str, broker: Broker, quote: BrokerQuote
             leg=Order.Leg.EXIT,
             attempt=attempt,
             side=Order.Side.SELL,
-            quantity=trade.quantity,
+            quantity=trade.quantity - sold,  # what an earlier partly filled exit left
             limit_price=_exit_limit(trade=trade, quote=quote),
             broker_name=broker.name,
             exit_reason=reason,
@@ -590,7 +607,7 @@ def _trade_book_close(*, trade: Trade, failure: str) -> Trade:
         leg=Order.Leg.EXIT,
         attempt=attempt,
         side=Order.Side.SELL,
-        quantity=trade.quantity,
+        quantity=trade.quantity - _exited(signal_id=trade.signal_id)[0],
         limit_price=price,
         broker_name=BOOK_BROKER,
         exit_reason=ExitReason.TIME,

@@ -250,3 +250,36 @@ def test_an_operator_cancels_an_order_working_at_ib(sim):
     sim.hold_fills(False)
     process_gateway().pump(0.5)
     assert not Fill.objects.exists() and sim.executions() == []
+
+
+def test_an_exit_that_fills_in_part_is_completed_by_the_next_attempt_and_the_trade_closes_on_all_of_it(sim):
+    signal = SignalFactory(limit_price=Decimal("1.20"), quantity_hint=5)
+    quote_both(sim, signal.option_symbol, bid="1.10", ask="1.20")
+    review.delay(signal.signal_id)
+    trade = Trade.objects.get(signal=signal)
+
+    clock.advance_to(ny(10, 40))
+    quote_both(sim, signal.option_symbol, bid="1.90", ask="2.00")
+    sim.partial_fill_next(2)  # IOC: 2 of 5 fill, the rest is cancelled
+    services.exits_manage(ticker="SPY")
+    trade.refresh_from_db()
+    assert trade.status == "open"
+    first = Order.objects.get(signal=signal, leg="exit", attempt=1)
+    assert (first.status, first.filled_quantity) == (OrderStatus.CANCELLED, 2)
+    assert Position.objects.get(option_symbol=signal.option_symbol).quantity == 3
+
+    clock.advance_to(ny(10, 41))  # past the exit retry pause
+    quote_both(sim, signal.option_symbol, bid="1.92", ask="2.02")
+    services.exits_manage(ticker="SPY")
+
+    trade.refresh_from_db()
+    second = Order.objects.get(signal=signal, leg="exit", attempt=2)
+    assert (second.quantity, second.status) == (3, OrderStatus.FILLED)
+    assert trade.status == "closed" and trade.exit_price == Decimal("1.912")  # (2 x 1.90 + 3 x 1.92) / 5
+    assert trade.fees == Decimal("6.50")
+    assert trade.realized_pnl == Decimal("349.50")  # (1.912 - 1.20) x 500 - 6.50
+    assert (
+        Position.objects.get(option_symbol=signal.option_symbol).quantity
+        == 0
+        == sim.positions()[signal.option_symbol]["position"]
+    )
