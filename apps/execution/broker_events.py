@@ -141,7 +141,9 @@ def execution_record(
     return booked
 
 
-def order_status_apply(*, order_ref: str, ib_order_id: int, status: str, filled: Decimal, why: str = "") -> None:
+def order_status_apply(
+    *, order_ref: str, ib_order_id: int, status: str, filled: Decimal, why: str = "", cancel_requested: bool = False
+) -> None:
     """A status from TWS.  Acknowledgements move a pending order on; Cancelled/Inactive end a working order (an
     entry that filled nothing ends its signal as rejected).  Fills move orders through executions, not statuses."""
     order = _order_for(order_ref=order_ref, ib_order_id=ib_order_id)
@@ -165,10 +167,13 @@ def order_status_apply(*, order_ref: str, ib_order_id: int, status: str, filled:
             return
         if order.status == OrderStatus.PENDING:
             services.order_transition(order=order, to_status=OrderStatus.SUBMITTED, detail="acknowledged by IB")
-        reason = order.reject_reason or (
-            f"IB {status}: {'the unfilled remainder' if order.filled_quantity else 'nothing'} filled at the limit"
-            f" {order.limit_price} (immediate-or-cancel){': ' + why if why else ''}"
-        )
+        if cancel_requested:
+            reason = f"IB {status}: cancelled at the platform's request ({order.filled_quantity} filled)"
+        else:
+            reason = order.reject_reason or (
+                f"IB {status}: {'the unfilled remainder' if order.filled_quantity else 'nothing'} filled at the"
+                f" limit {order.limit_price} (immediate-or-cancel){': ' + why if why else ''}"
+            )
         services.order_end_unfilled(order=order, to_status=OrderStatus.CANCELLED, reason=reason)
 
 

@@ -674,6 +674,45 @@ def order_cancel(*, order_id: int, by: str) -> Order:
     return order
 
 
+def order_replace(*, order_id: int, limit_price: Decimal, by: str) -> Order:
+    """Cancel/replace a working exit order: cancel it at its broker, then send the next attempt for what is left at
+    ``limit_price``.  Refused (``ValueError``) for an entry (an entry is re-priced by a new signal, not by hand), an
+    order that is not working, a non-positive limit, or a cancel the broker did not confirm (nothing new is sent
+    while the old order may still fill)."""
+    if limit_price <= 0:
+        raise ValueError(f"a limit must be positive, not {limit_price}")
+    order = Order.objects.select_related("signal", "trade").get(pk=order_id)
+    if order.leg != Order.Leg.EXIT or order.trade is None:
+        raise ValueError(f"order {order.client_order_id} is an entry: cancel it instead")
+    if order.status not in OPEN_ORDER_STATUSES:
+        raise ValueError(f"order {order.client_order_id} is {order.status}: nothing to replace")
+    cancelled = order_cancel(order_id=order.pk, by=by)
+    if cancelled.status in OPEN_ORDER_STATUSES:
+        raise ValueError(f"the broker has not confirmed the cancel of {order.client_order_id}: not replaced")
+    trade = Trade.objects.select_related("signal").get(pk=order.trade.pk)
+    remaining = trade.quantity - _exited(signal_id=trade.signal_id)[0]
+    if trade.status != Trade.Status.OPEN or remaining <= 0:
+        return cancelled
+    last = Order.objects.filter(signal_id=trade.signal_id, leg=Order.Leg.EXIT).aggregate(top=Max("attempt"))["top"]
+    broker = get_broker()
+    replacement = _order_get_or_create(
+        decision=trade.signal.risk_decision,
+        signal=trade.signal,
+        trade=trade,
+        leg=Order.Leg.EXIT,
+        attempt=(last or 0) + 1,
+        side=Order.Side.SELL,
+        quantity=remaining,
+        limit_price=limit_price,
+        broker_name=broker.name,
+        exit_reason=order.exit_reason or ExitReason.FLATTEN,
+    )
+    logger.info(
+        "order %s replaced by %s at %s (by %s)", order.client_order_id, replacement.client_order_id, limit_price, by
+    )
+    return _order_send(order_id=replacement.pk, broker=broker)
+
+
 def flatten_all(*, reason: str = ExitReason.FLATTEN) -> list[Trade]:
     """Close every open trade (kill switch, end of day).  Returns the trades still open afterwards."""
     for trade_id in list(open_trades().order_by("entry_at", "id").values_list("pk", flat=True)):

@@ -79,6 +79,7 @@ def ib_order_event(kind: str, data: dict[str, Any]) -> None:
             status=data["status"],
             filled=Decimal(data.get("filled") or "0"),
             why=data.get("why_held", ""),
+            cancel_requested=bool(data.get("cancel_requested", False)),
         )
     elif kind == "rejected":
         broker_events.order_rejected(

@@ -3,6 +3,7 @@ owns the connection, as a replay with BROKER=ib does)."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -283,3 +284,34 @@ def test_an_exit_that_fills_in_part_is_completed_by_the_next_attempt_and_the_tra
         == 0
         == sim.positions()[signal.option_symbol]["position"]
     )
+
+
+def test_an_exit_working_at_ib_is_cancelled_and_replaced_at_a_new_limit(sim):
+    signal = SignalFactory(limit_price=Decimal("1.20"), quantity_hint=2)
+    quote_both(sim, signal.option_symbol, bid="1.10", ask="1.20")
+    review.delay(signal.signal_id)
+    trade = Trade.objects.get(signal=signal)
+    clock.advance_to(ny(10, 40))
+    quote_both(sim, signal.option_symbol, bid="1.90", ask="2.00")
+    sim.hold_fills(True)  # the exit is acknowledged and works at TWS
+    services.exits_manage(ticker="SPY")
+    working = Order.objects.get(signal=signal, leg="exit")
+    assert working.status == OrderStatus.SUBMITTED
+
+    # TWS releases fills a second from now: the cancel is confirmed before, the replacement fills after.
+    release = threading.Timer(1.0, sim.hold_fills, args=(False,))
+    release.start()
+    replaced = services.order_replace(order_id=working.pk, limit_price=Decimal("1.85"), by="ops")
+    release.join()
+
+    working.refresh_from_db()
+    assert working.status == OrderStatus.CANCELLED and "cancelled" in working.reject_reason
+    assert (replaced.attempt, replaced.limit_price, replaced.status) == (2, Decimal("1.85"), OrderStatus.FILLED)
+    trade.refresh_from_db()
+    assert trade.status == "closed" and trade.exit_price == Decimal("1.9")
+    statuses = {o["order_ref"]: o["status"] for o in sim.orders()}
+    assert statuses[working.client_order_id] == "Cancelled" and statuses[replaced.client_order_id] == "Filled"
+    with pytest.raises(ValueError, match="entry"):
+        services.order_replace(
+            order_id=Order.objects.get(signal=signal, leg="entry").pk, limit_price=Decimal("1"), by="ops"
+        )

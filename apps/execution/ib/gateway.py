@@ -156,6 +156,7 @@ class IBGateway:
         self.link_ok = False  # False between 1100 and 1101/1102
         self.tracks: dict[str, OrderTrack] = {}
         self.refs_by_id: dict[int, str] = {}
+        self.cancels_requested: set[int] = set()
         # (execId, reqId) -> (monotonic time seen, execution): a live fill and its copy in a snapshot are two entries
         self._pending_execs: dict[tuple[str, int], tuple[float, ev.ExecutionEvent]] = {}
         self._held: dict[int, list[ev.IBEvent]] = defaultdict(list)
@@ -421,6 +422,7 @@ class IBGateway:
                 "filled": str(event.filled),
                 "remaining": str(event.remaining),
                 "why_held": event.why_held,
+                "cancel_requested": event.order_id in self.cancels_requested,
             },
         )
 
@@ -519,6 +521,7 @@ class IBGateway:
     def cancel(self, *, ib_order_id: int) -> None:
         if self.conn is None or not self.connected:
             raise ConnectionError("IB is not connected")
+        self.cancels_requested.add(ib_order_id)
         self.conn.cancelOrder(ib_order_id)
 
     def wait(self, track: OrderTrack, *, finished: bool, timeout: float) -> OrderTrack:
