@@ -8,14 +8,12 @@ open, and leave an ops audit entry; every row's own page stays read-only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import redis
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template import engines
@@ -23,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core import clock
+from apps.execution import broker_events
 from apps.execution.models import (
     BrokerCommand,
     BrokerMessage,
@@ -32,11 +30,11 @@ from apps.execution.models import (
     Order,
     Position,
     ReconciliationIssue,
+    StopAdjustment,
     Trade,
     TradeLog,
 )
 from apps.execution.services import position_close
-from apps.ops.services import audit_record
 from apps.risk.selectors import broker_connected
 
 
@@ -236,58 +234,6 @@ RESOLVE_PAGE = engines["django"].from_string(
 )
 
 
-def issues_resolve(*, issue_ids: Sequence[int], actor: str, resolution: str) -> list[ReconciliationIssue]:
-    """Mark the open issues among ``issue_ids`` resolved by ``actor`` with ``resolution``, each with its own audit
-    entry; an issue already resolved (by someone else meanwhile) is left as it is.  Returns the issues resolved."""
-    now = clock.now()
-    with transaction.atomic():
-        issues = list(
-            ReconciliationIssue.objects.select_for_update().filter(id__in=issue_ids, resolved=False).order_by("id")
-        )
-        ReconciliationIssue.objects.filter(id__in=[issue.pk for issue in issues]).update(
-            resolved=True, resolved_by=actor[:150], resolved_at=now, resolution=resolution
-        )
-        for issue in issues:
-            audit_record(
-                actor=actor,
-                action="reconciliation.resolve",
-                target=f"{issue.kind} {issue.key}"[:255],
-                detail={
-                    "issue_id": issue.pk,
-                    "kind": issue.kind,
-                    "key": issue.key,
-                    "broker_value": issue.broker_value,
-                    "platform_value": issue.platform_value,
-                    "detected_at": issue.detected_at.isoformat(),
-                    "resolution": resolution,
-                },
-            )
-    return issues
-
-
-def messages_acknowledge(*, message_ids: Sequence[int], actor: str) -> int:
-    """Acknowledge the unacknowledged broker messages among ``message_ids`` (one audit entry naming them all).
-    Returns how many were acknowledged."""
-    with transaction.atomic():
-        rows = list(
-            BrokerMessage.objects.select_for_update()
-            .filter(id__in=message_ids, acknowledged=False)
-            .order_by("id")
-            .values("id", "code", "alert")
-        )
-        if not rows:
-            return 0
-        BrokerMessage.objects.filter(id__in=[row["id"] for row in rows]).update(acknowledged=True)
-        codes = sorted({row["code"] for row in rows})
-        audit_record(
-            actor=actor,
-            action="broker_message.acknowledge",
-            target=f"IB codes {', '.join(map(str, codes))}"[:255],
-            detail={"message_ids": [row["id"] for row in rows], "alerts": sum(1 for row in rows if row["alert"])},
-        )
-    return len(rows)
-
-
 @admin.register(ReconciliationIssue)
 class ReconciliationIssueAdmin(OperatorActionAdmin):
     """Differences between IB and the book that reconciliation did not adopt: an operator looks, acts at the broker
@@ -306,7 +252,7 @@ class ReconciliationIssueAdmin(OperatorActionAdmin):
     def resolve_selected(self, request: HttpRequest, queryset: QuerySet[ReconciliationIssue]) -> Any:
         form = ResolutionForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            resolved = issues_resolve(
+            resolved = broker_events.reconciliation_issues_resolve(
                 issue_ids=list(queryset.values_list("id", flat=True)),
                 actor=request.user.get_username(),
                 resolution=form.cleaned_data["resolution"],
@@ -353,7 +299,7 @@ class BrokerMessageAdmin(OperatorActionAdmin):
 
     @admin.action(permissions=["change"], description="Acknowledge")
     def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[BrokerMessage]) -> None:
-        count = messages_acknowledge(
+        count = broker_events.broker_messages_acknowledge(
             message_ids=list(queryset.values_list("id", flat=True)), actor=request.user.get_username()
         )
         self.message_user(request, f"{count} broker message(s) acknowledged.", messages.SUCCESS)
@@ -378,3 +324,13 @@ class BrokerCommandAdmin(ReadOnlyAdmin):
 @admin.register(IBOrderIdCounter)
 class IBOrderIdCounterAdmin(ReadOnlyAdmin):
     list_display = ("client_id", "next_id", "updated_at")
+
+
+@admin.register(StopAdjustment)
+class StopAdjustmentAdmin(ReadOnlyAdmin):
+    """Every move of a trade's stop, by the breakeven rule or an operator (``trade_stop_adjust``)."""
+
+    list_display = ("at", "trade", "old_stop", "new_stop", "by", "reason")
+    list_filter = ("by",)
+    list_select_related = ("trade",)
+    search_fields = ("=trade__option_symbol",)

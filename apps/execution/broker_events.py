@@ -10,6 +10,7 @@ nothing the broker reports silently overwrites the book.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -30,6 +31,7 @@ from apps.execution.models import (
     Position,
     ReconciliationIssue,
 )
+from apps.ops.services import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -337,3 +339,58 @@ def _positions_compare(positions: list[dict[str, Any]]) -> int:
                 kind=ReconciliationIssue.Kind.POSITION_MISMATCH, key=key, resolved=False
             ).update(resolved=True, resolved_by="reconciliation", resolved_at=clock.now(), resolution="matches again")
     return flagged
+
+
+# --- operators' answers to what reconciliation flagged ------------------------------------------------------------
+def reconciliation_issues_resolve(
+    *, issue_ids: Sequence[int], actor: str, resolution: str
+) -> list[ReconciliationIssue]:
+    """Mark the open issues among ``issue_ids`` resolved by ``actor`` with ``resolution``, each with its own audit
+    entry; an issue already resolved (by someone else meanwhile) is left as it is.  Returns the issues resolved."""
+    now = clock.now()
+    with transaction.atomic():
+        issues = list(
+            ReconciliationIssue.objects.select_for_update().filter(id__in=issue_ids, resolved=False).order_by("id")
+        )
+        ReconciliationIssue.objects.filter(id__in=[issue.pk for issue in issues]).update(
+            resolved=True, resolved_by=actor[:150], resolved_at=now, resolution=resolution
+        )
+        for issue in issues:
+            audit_record(
+                actor=actor,
+                action="reconciliation.resolve",
+                target=f"{issue.kind} {issue.key}"[:255],
+                detail={
+                    "issue_id": issue.pk,
+                    "kind": issue.kind,
+                    "key": issue.key,
+                    "broker_value": issue.broker_value,
+                    "platform_value": issue.platform_value,
+                    "detected_at": issue.detected_at.isoformat(),
+                    "resolution": resolution,
+                },
+            )
+    return issues
+
+
+def broker_messages_acknowledge(*, message_ids: Sequence[int], actor: str) -> int:
+    """Acknowledge the unacknowledged broker messages among ``message_ids`` (one audit entry naming them all).
+    Returns how many were acknowledged."""
+    with transaction.atomic():
+        rows = list(
+            BrokerMessage.objects.select_for_update()
+            .filter(id__in=message_ids, acknowledged=False)
+            .order_by("id")
+            .values("id", "code", "alert")
+        )
+        if not rows:
+            return 0
+        BrokerMessage.objects.filter(id__in=[row["id"] for row in rows]).update(acknowledged=True)
+        codes = sorted({row["code"] for row in rows})
+        audit_record(
+            actor=actor,
+            action="broker_message.acknowledge",
+            target=f"IB codes {', '.join(map(str, codes))}"[:255],
+            detail={"message_ids": [row["id"] for row in rows], "alerts": sum(1 for row in rows if row["alert"])},
+        )
+    return len(rows)
