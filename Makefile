@@ -36,8 +36,9 @@ run: $(VENV)/.prod-installed
 	$(BIN)/python manage.py replay $(SESSION) --json var/replay-summary.json
 
 # The live path on this machine: the Unusual Whales stand-in plays a session on loopback, `manage.py uw_stream` reads
-# it and a Celery worker runs every stage, on PostgreSQL (database tp_live) and Redis (db 12). LIVE_SIM_ARGS adds
-# options, e.g. --seconds 0 (until Ctrl-C) --speed 30.
+# it and Celery workers run every stage, on PostgreSQL (database tp_live) and Redis (db 12); orders go through the IB
+# adapter (`ib_listener`) to a TWS simulator on loopback trading against the recorded market. LIVE_SIM_ARGS adds
+# options, e.g. --seconds 0 (until Ctrl-C) --speed 30 --start 09:50, or --broker paper for the paper broker.
 LIVE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tp_live
 LIVE_REDIS_URL ?= redis://127.0.0.1:6379/12
 
