@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "uw_stream stamps received_at with the wall clock (apps/ingestion/uw/stream.py, time.time_ns), not "
-        "apps.core.clock: under TP_CLOCK_OFFSET_SECONDS analytics reads windows on the wrong day and no signal fires"
-    ),
-)
 @pytest.mark.django_db(transaction=True)
 def test_live_sim_fills_orders_through_the_tws_simulator(tmp_path, requires_real_services, redis_store):
     session = tmp_path / "session.ndjson.gz"

@@ -38,6 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import orjson
 import redis
 import websocket
+from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 
 from apps.core.store import HashMapping, get_redis
@@ -290,6 +291,9 @@ class StreamListener:
         ping_sent = 0.0
         last_pause_check = last_rx
         idle_timeout = min(1.0, cfg.ping_after / 2, cfg.pong_timeout / 2)
+        # Frames are stamped on the platform's clock (``TP_CLOCK_OFFSET_SECONDS`` shifts it for a rehearsal, as for
+        # every process); last-frame ages stay on the wall clock.
+        offset_ms = int(getattr(settings, "TP_CLOCK_OFFSET_SECONDS", 0)) * 1000
         stats = self.stats
         channel_frames = stats.channel_frames
         channel_last = stats.channel_last
@@ -310,7 +314,8 @@ class StreamListener:
                     last_rx = now
                     ping_sent = 0.0
                     text = data.decode("utf-8", "replace")
-                    received_ms = time.time_ns() // 1_000_000
+                    wall_ms = time.time_ns() // 1_000_000
+                    received_ms = wall_ms + offset_ms
                     batch.append(f'{{"received_at":{received_ms},"frame":{text}}}')
                     if len(batch) == 1:
                         batch_started = now
@@ -318,7 +323,7 @@ class StreamListener:
                     if len(text) < 300 and '"response"' in text:
                         self._join_ack(channel, text)
                     channel_frames[channel] = channel_frames.get(channel, 0) + 1
-                    channel_last[channel] = received_ms / 1000
+                    channel_last[channel] = wall_ms / 1000
                     stats.frames += 1
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     raise websocket.WebSocketConnectionClosedException("the server closed the connection")
