@@ -14,5 +14,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # Task names are stable dotted strings (``ingestion.ingest_batch``): beat rows store them as text, and the first part
 # names the stage, which is also the queue.
 STAGES = ("ingestion", "analytics", "signals", "risk", "execution", "distribution", "commentary", "ops")
-app.conf.task_routes = {f"{stage}.*": {"queue": stage} for stage in STAGES}
+app.conf.task_routes = {
+    # Flattening sells through the broker: it runs where every order runs, on the one execution consumer.
+    "risk.flatten_all": {"queue": "execution"},
+    **{f"{stage}.*": {"queue": stage} for stage in STAGES},
+}
 app.autodiscover_tasks()
