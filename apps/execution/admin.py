@@ -16,7 +16,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -204,36 +203,6 @@ class ResolutionForm(forms.Form):
     )
 
 
-# The intermediate page of the resolve action: the selected issues, a note, and the action posted again with "apply".
-RESOLVE_PAGE = engines["django"].from_string(
-    """{% extends "admin/base_site.html" %}
-{% load i18n admin_urls %}
-{% block breadcrumbs %}
-<div class="breadcrumbs">
-  <a href="{% url 'admin:index' %}">{% translate 'Home' %}</a>
-  &rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">{{ opts.app_config.verbose_name }}</a>
-  &rsaquo; <a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a>
-  &rsaquo; {{ title }}
-</div>
-{% endblock %}
-{% block content %}
-<p>Resolving marks these issues as handled; the broker and the book are not changed by it.</p>
-<ul>{% for issue in issues %}
-  <li><strong>{{ issue.kind }} {{ issue.key }}</strong>: {{ issue.detail }}
-    (broker: {{ issue.broker_value|default:"—" }}, platform: {{ issue.platform_value|default:"—" }})</li>
-{% endfor %}</ul>
-<form method="post">{% csrf_token %}
-  {{ form.as_p }}
-  {% for issue in issues %}<input type="hidden" name="{{ checkbox_name }}" value="{{ issue.pk }}">{% endfor %}
-  <input type="hidden" name="action" value="resolve_selected">
-  <input type="hidden" name="apply" value="1">
-  <input type="submit" class="default" value="Mark resolved">
-</form>
-{% endblock %}
-"""
-)
-
-
 @admin.register(ReconciliationIssue)
 class ReconciliationIssueAdmin(OperatorActionAdmin):
     """Differences between IB and the book that reconciliation did not adopt: an operator looks, acts at the broker
@@ -270,7 +239,7 @@ class ReconciliationIssueAdmin(OperatorActionAdmin):
         if not context["issues"]:
             self.message_user(request, "The selected issues are resolved already.", messages.INFO)
             return None
-        return TemplateResponse(request, RESOLVE_PAGE, context)
+        return TemplateResponse(request, "admin/execution/reconciliationissue/resolve.html", context)
 
 
 @admin.register(BrokerMessage)

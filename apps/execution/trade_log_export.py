@@ -53,6 +53,7 @@ TRADE_COLUMNS = (
     "fees",
     "status",
 )
+TRADE_FIELDS = {"signal_id": "signal__signal_id"}  # columns read through a relation
 CHUNK = 2000
 
 
@@ -133,22 +134,7 @@ def trade_log_export(*, day: date, out_dir: Path | None = None) -> Path:
     trades = (
         Trade.objects.filter(Q(entry_at__gte=start, entry_at__lt=end) | Q(exit_at__gte=start, exit_at__lt=end))
         .order_by("entry_at", "id")
-        .values_list(
-            "id",
-            "signal__signal_id",
-            "strategy",
-            "ticker",
-            "option_symbol",
-            "quantity",
-            "entry_price",
-            "entry_at",
-            "exit_price",
-            "exit_at",
-            "exit_reason",
-            "realized_pnl",
-            "fees",
-            "status",
-        )
+        .values_list(*(TRADE_FIELDS.get(column, column) for column in TRADE_COLUMNS))
     )
     trade_log_path, trades_path = export_paths(day=day, out_dir=directory)
     # The trade log last: its path is what the caller gets back, so once it is there the trades file is too.
