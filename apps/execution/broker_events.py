@@ -73,6 +73,18 @@ def issue_flag(*, kind: str, key: str, detail: str, broker_value: str = "", plat
 
 
 # --- order reports ----------------------------------------------------------------------------------------------------
+def _submitted_if_pending(order: Order, detail: str) -> None:
+    """TWS answered for an order whose "submitted" was never recorded (the sender died between): record it now."""
+    if order.status == OrderStatus.PENDING:
+        services.order_transition(order=order, to_status=OrderStatus.SUBMITTED, detail=detail, submitted_at=clock.now())
+
+
+def _end(order: Order, reason: str) -> None:
+    """End a working order: cancelled when part of it filled (the fills stand), else rejected."""
+    to_status = OrderStatus.CANCELLED if order.filled_quantity else OrderStatus.REJECTED
+    services.order_end_unfilled(order=order, to_status=to_status, reason=reason)
+
+
 def order_acknowledged(*, order_ref: str, ib_order_id: int, perm_id: int, status: str) -> Order | None:
     """TWS knows the order: remember its ids; a pending order (sent, acknowledgement lost) becomes submitted."""
     order = _order_for(order_ref=order_ref, ib_order_id=ib_order_id)
@@ -89,13 +101,7 @@ def order_acknowledged(*, order_ref: str, ib_order_id: int, perm_id: int, status
         Order.objects.filter(pk=order.pk).update(
             ib_order_id=ib_order_id, ib_perm_id=perm_id or order.ib_perm_id, broker_order_id=str(ib_order_id)
         )
-        if order.status == OrderStatus.PENDING:
-            services.order_transition(
-                order=order,
-                to_status=OrderStatus.SUBMITTED,
-                detail=f"acknowledged by IB as {ib_order_id} ({status})",
-                submitted_at=clock.now(),
-            )
+        _submitted_if_pending(order, f"acknowledged by IB as {ib_order_id} ({status})")
     return order
 
 
@@ -131,13 +137,7 @@ def execution_record(
         order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
         if order.fills.filter(exec_id=exec_id).exists():
             return False
-        if order.status == OrderStatus.PENDING:
-            services.order_transition(
-                order=order,
-                to_status=OrderStatus.SUBMITTED,
-                detail=f"acknowledged by an execution ({source})",
-                submitted_at=clock.now(),
-            )
+        _submitted_if_pending(order, f"acknowledged by an execution ({source})")
         fill = BrokerFill(exec_id=exec_id, price=price, quantity=quantity, commission=commission, at=at)
         booked = services.fill_book(order=order, fill=fill, source=source)
     return booked
@@ -167,8 +167,7 @@ def order_status_apply(
                 "order %s: IB says %s with %s filled, booked %s", order_ref, status, filled, order.filled_quantity
             )
             return
-        if order.status == OrderStatus.PENDING:
-            services.order_transition(order=order, to_status=OrderStatus.SUBMITTED, detail="acknowledged by IB")
+        _submitted_if_pending(order, "acknowledged by IB")
         if cancel_requested:
             reason = f"IB {status}: cancelled at the platform's request ({order.filled_quantity} filled)"
         else:
@@ -188,13 +187,9 @@ def order_rejected(*, order_ref: str, ib_order_id: int, code: int, message: str)
         order = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
         if order.status in TERMINAL:
             return
-        if order.status == OrderStatus.PENDING:
-            services.order_transition(order=order, to_status=OrderStatus.SUBMITTED, detail="answered by IB")
+        _submitted_if_pending(order, "answered by IB")
         reason = f"IB {code}: {message}"
-        if order.filled_quantity:
-            services.order_end_unfilled(order=order, to_status=OrderStatus.CANCELLED, reason=reason)
-        else:
-            services.order_end_unfilled(order=order, to_status=OrderStatus.REJECTED, reason=reason)
+        _end(order, reason)
         BrokerCommand.objects.filter(order=order, kind=BrokerCommand.Kind.PLACE).exclude(
             status=BrokerCommand.Status.DONE
         ).update(
@@ -231,13 +226,8 @@ def order_no_trace_end(*, order: Order, taken_at: datetime) -> None:
         locked = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
         if locked.status in TERMINAL:
             return
-        if locked.status == OrderStatus.PENDING:
-            services.order_transition(order=locked, to_status=OrderStatus.SUBMITTED, detail="reconciliation")
-        services.order_end_unfilled(
-            order=locked,
-            to_status=OrderStatus.CANCELLED if locked.filled_quantity else OrderStatus.REJECTED,
-            reason=reason,
-        )
+        _submitted_if_pending(locked, "reconciliation")
+        _end(locked, reason)
         BrokerCommand.objects.filter(order=locked).exclude(status=BrokerCommand.Status.DONE).update(
             status=BrokerCommand.Status.FAILED,
             result={"accepted": False, "reject_reason": reason},
