@@ -73,7 +73,7 @@ class OpenOrderEvent:
 
 @dataclass(frozen=True)
 class OpenOrderEnd:
-    pass
+    """TWS has sent every open order asked for."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class CompletedOrderEvent:
 
 @dataclass(frozen=True)
 class CompletedOrdersEnd:
-    pass
+    """TWS has sent every completed order asked for."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class PositionEvent:
 
 @dataclass(frozen=True)
 class PositionEnd:
-    pass
+    """TWS has sent every position."""
 
 
 @dataclass(frozen=True)
