@@ -110,7 +110,9 @@ def market(sim: TWSSimulator, decision: RiskDecision) -> str:
     return symbol
 
 
-def test_a_listener_killed_mid_order_and_restarted_loses_nothing_and_doubles_nothing(sim, listeners, settings):
+def test_a_listener_killed_mid_order_and_restarted_loses_nothing_and_doubles_nothing(
+    sim, listeners, settings, redis_store
+):
     first = listeners()
     a = approved(strike="600")
     symbol_a = market(sim, a)
@@ -154,6 +156,11 @@ def test_a_listener_killed_mid_order_and_restarted_loses_nothing_and_doubles_not
         what="both commands answered",
     )
     assert not ReconciliationIssue.objects.filter(resolved=False).exists()
+    # The listener keeps the broker's account for the risk manager: IB's net liquidation, cash and margin.
+    wait_for(lambda: redis_store.hget("risk:account:broker", "NetLiquidation"), timeout=10, what="account values")
+    account = redis_store.hgetall("risk:account:broker")
+    assert Decimal(account["NetLiquidation"]) == sim.account_values()["NetLiquidation"]
+    assert {"BuyingPower", "MaintMarginReq", "TotalCashValue", "updated_at"} <= set(account)
 
 
 def test_a_connection_dropped_between_placing_and_acknowledging_is_sent_again_exactly_once(sim, listeners):
