@@ -9,7 +9,7 @@ SESSION := var/sessions/session-$(SESSION_DATE)-seed$(SEED).ndjson.gz
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingplatform
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run run-live-sim test lint bench-pipeline bench-ingest clean
+.PHONY: run run-live-sim test lint bench-pipeline bench-ingest bench-orders clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ bench-ingest: $(VENV)/.prod-installed
 	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
 	  $(BIN)/python manage.py bench ingest --scratch --json var/bench-ingest.json $(BENCH_INGEST_ARGS)
+
+# Decision -> booked fill per broker path (paper, IB direct, IB through ib_listener), against the TWS simulator.
+bench-orders: $(VENV)/.prod-installed
+	@psql "$(dir $(BENCH_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(BENCH_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=1 \
+	  $(BIN)/python manage.py bench orders --scratch --json var/bench-orders.json $(BENCH_ORDERS_ARGS)
 
 clean:
 	rm -rf var/tradingplatform.sqlite3* var/sessions

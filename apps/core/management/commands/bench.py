@@ -53,10 +53,19 @@ class Command(BaseCommand):
             "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
         )
         ingest.add_argument("--quiet", action="store_true", help="no progress bars")
+        orders = sub.add_parser("orders", help="decision to booked fill: paper, IB direct, IB through ib_listener")
+        orders.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
+        orders.add_argument("--orders", type=int, default=200, help="orders per path")
+        orders.add_argument(
+            "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["which"] == "ingest":
             self.handle_ingest(options)
+            return
+        if options["which"] == "orders":
+            self.handle_orders(options)
             return
         day = options["day"] or calendar.previous_trading_day(calendar.market_day(clock.now()))
         cfg = PipelineBenchConfig(
@@ -81,6 +90,35 @@ class Command(BaseCommand):
             f"ratio pipeline/bare: p50 {result['ratio']['p50']}x, p99 {result['ratio']['p99']}x; "
             f"{result['frames_sent']} frames in {result['batches_sent']} batches, {result['orders']} orders"
         )
+        if options["json_out"]:
+            out: Path = options["json_out"]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            self.stdout.write(f"written to {out}")
+
+    def handle_orders(self, options: dict[str, Any]) -> None:
+        from apps.execution.bench import PATHS, bench_orders
+
+        if options["orders"] <= 0:
+            raise CommandError("--orders must be positive")
+        with tqdm(total=options["orders"] * len(PATHS), unit="order", desc="bench orders", file=sys.stderr) as bar:
+            try:
+                result = bench_orders(
+                    orders=options["orders"], scratch=options["scratch"], log_dir=Path("var"), progress=bar.update
+                )
+            except BenchError as exc:
+                raise CommandError(str(exc)) from exc
+        figures, ratios = result["decision_to_booked_fill_ms"], result["ratio_to_paper"]
+        for path in PATHS:
+            f = figures[path]
+            ratio = ratios.get(path)
+            versus = f"  x paper: p50 {ratio['p50']}, p99 {ratio['p99']}" if ratio else "  (baseline)"
+            self.stdout.write(
+                f"{path:<12} decision -> booked fill: p50 {f['p50']} ms, p99 {f['p99']} ms, n={f['n']}{versus}"
+            )
+        self._write_json(options, result)
+
+    def _write_json(self, options: dict[str, Any], result: dict[str, Any]) -> None:
         if options["json_out"]:
             out: Path = options["json_out"]
             out.parent.mkdir(parents=True, exist_ok=True)
