@@ -23,7 +23,6 @@ from apps.execution import services
 from apps.execution.brokers.base import BrokerFill
 from apps.execution.ib.gateway import ACCOUNT_KEY
 from apps.execution.models import (
-    OPEN_ORDER_STATUSES,
     BrokerCommand,
     BrokerMessage,
     Order,
@@ -216,17 +215,24 @@ def account_values_record(*, values: dict[str, str]) -> None:
 
 
 # --- reconciliation ---------------------------------------------------------------------------------------------------
-def order_no_trace_end(*, order: Order, taken_at: datetime) -> None:
-    """End a working order of which the broker knows nothing (it is not working anywhere) and flag it."""
+def order_no_trace_end(*, order: Order, taken_at: datetime, unless_commanded: bool = True) -> None:
+    """End a working order of which the broker knows nothing (it is not working anywhere) and flag it.
+
+    Checked again under the row lock: an order submitted since ``taken_at`` (the snapshot cannot know it) or, with
+    ``unless_commanded``, one whose command is still on its way to the listener is left alone."""
     reason = (
         f"no trace at IB at the reconciliation of {taken_at.isoformat()} (order ref {order.client_order_id},"
         f" id {order.ib_order_id}): not working anywhere"
     )
     with transaction.atomic():
         locked = Order.objects.select_for_update(of=("self",)).select_related("signal").get(pk=order.pk)
-        if locked.status in TERMINAL:
+        if locked.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
             return
-        _submitted_if_pending(locked, "reconciliation")
+        if locked.submitted_at is None or locked.submitted_at >= taken_at:
+            return
+        on_its_way = (BrokerCommand.Status.QUEUED, BrokerCommand.Status.SENT)
+        if unless_commanded and BrokerCommand.objects.filter(order=locked, status__in=on_its_way).exists():
+            return
         _end(locked, reason)
         BrokerCommand.objects.filter(order=locked).exclude(status=BrokerCommand.Status.DONE).update(
             status=BrokerCommand.Status.FAILED,
@@ -277,13 +283,16 @@ def reconcile_apply(*, snapshot: dict[str, Any]) -> dict[str, int]:
         counts["acknowledged" if order is not None else "flagged"] += 1
     completed = {c["order_ref"]: c for c in snapshot.get("completed", [])}
     seen = open_refs | set(completed) | {e["order_ref"] for e in snapshot.get("executions", [])}
-    working = Order.objects.filter(broker="ib", status__in=OPEN_ORDER_STATUSES).select_related("signal")
+    # Pending orders were never handed to anyone (their submission marks them submitted first); orders submitted
+    # after the snapshot was taken cannot be in it.
+    working = Order.objects.filter(
+        broker="ib",
+        status__in=(OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED),
+        submitted_at__lt=taken_at,
+    ).select_related("signal")
     for order in working:
         if order.client_order_id in open_refs:
             continue
-        sent_at = order.submitted_at or order.created_at
-        if sent_at >= taken_at:
-            continue  # sent after the snapshot was taken: the snapshot cannot know it
         if order.client_order_id in completed:
             status = completed[order.client_order_id].get("status", "Cancelled")
             order_status_apply(

@@ -191,6 +191,7 @@ def _order_send(*, order_id: int, broker: Broker) -> Order:
             order_transition(
                 order=order, to_status=OrderStatus.SUBMITTED, detail=f"sent to {broker.name}", submitted_at=clock.now()
             )
+            broker.submit_prepare(order_id=order.pk)
     result = broker.submit(
         OrderRequest(
             client_order_id=order.client_order_id,

@@ -79,6 +79,12 @@ class Broker(ABC):
         """True when ``quote`` is older than the broker accepts for pricing (a quote from the future is fresh)."""
         return clock.now() - quote.ts > self.max_age
 
+    def submit_prepare(self, *, order_id: int) -> None:
+        """Called inside the transaction that marks the order submitted, before ``submit``: an adapter that hands
+        orders to another process records the hand-over here, so no moment exists in which the order is submitted
+        and nothing is on its way (the paper broker needs nothing)."""
+        return None
+
     @abstractmethod
     def submit(self, order: OrderRequest) -> SubmitResult:
         """Send ``order``; accepted orders may come back with fills at once (the paper broker always does)."""

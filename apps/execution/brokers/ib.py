@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 IB_QUOTE_KEY = "latest:ib:quote:{}"
 WAKE_KEY = "ib:commands:wake"
+ANSWERED_KEY = "ib:commands:answered:{}"  # one push per answered command: its waiting worker wakes at once
 
 _gateway_lock = threading.Lock()
 _gateway: IBGateway | None = None
@@ -73,6 +74,8 @@ class IBBroker(Broker):
     def __init__(self, *, max_age: timedelta | None = None) -> None:
         self.max_age = quote_max_age() if max_age is None else max_age
         self._paper = PaperBroker(max_age=self.max_age)
+        # client order id -> the price check's refusal, or None when it passed (submit_prepare, then submit)
+        self._checked: dict[str, SubmitResult | None] = {}
 
     # --- quotes -----------------------------------------------------------------------------------------------------
     def quote(self, option_symbol: str) -> BrokerQuote | None:
@@ -105,8 +108,31 @@ class IBBroker(Broker):
             )
         return None
 
+    def submit_prepare(self, *, order_id: int) -> None:
+        # The listener's reconciliation ends a submitted order of which TWS knows nothing unless a command is on its
+        # way: the command is written with the "submitted" mark, in the same transaction.  The price check comes
+        # first: a refused order never gets a command the listener could carry out.
+        row = Order.objects.get(pk=order_id)
+        refused = self._precheck(
+            OrderRequest(
+                client_order_id=row.client_order_id,
+                option_symbol=row.option_symbol,
+                side=row.side,
+                quantity=row.quantity,
+                limit_price=row.limit_price,
+            )
+        )
+        self._checked[row.client_order_id] = refused
+        if refused is None and transport() == "listener":
+            BrokerCommand.objects.get_or_create(
+                kind=BrokerCommand.Kind.PLACE, order_id=order_id, defaults={"created_at": clock.now()}
+            )
+
     def submit(self, order: OrderRequest) -> SubmitResult:
-        refused = self._precheck(order)
+        if order.client_order_id in self._checked:
+            refused = self._checked.pop(order.client_order_id)
+        else:
+            refused = self._precheck(order)  # a retry of an order an earlier attempt marked submitted
         if refused is not None:
             return refused
         row = Order.objects.get(client_order_id=order.client_order_id)
@@ -170,12 +196,27 @@ class IBBroker(Broker):
         return answer is not None and bool((answer.result or {}).get("done", False))
 
 
+def answered_signal(command_id: int) -> None:
+    """Tell the worker waiting on ``command_id`` that its answer is in the table (the row stays the truth)."""
+    key = ANSWERED_KEY.format(command_id)
+    pipe = store.get_redis().pipeline(transaction=False)
+    pipe.lpush(key, "1")
+    pipe.expire(key, 60)
+    pipe.execute()
+
+
 def _await_answer(command_id: int, *, timeout: float) -> BrokerCommand | None:
+    """The answered command, or None after ``timeout``: woken by the listener's push, checked against the row (a
+    lost push costs at most a quarter of a second)."""
     deadline = time.monotonic() + timeout
+    client = store.get_redis()
+    key = ANSWERED_KEY.format(command_id)
     while True:
         command = BrokerCommand.objects.get(pk=command_id)
         if command.status in (BrokerCommand.Status.DONE, BrokerCommand.Status.FAILED):
+            client.delete(key)
             return command
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return None
-        time.sleep(0.02)
+        client.blpop([key], timeout=min(remaining, 0.25))

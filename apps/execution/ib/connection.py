@@ -38,6 +38,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # --- events -----------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class CommandsWaiting:
+    """Not from TWS: the connection owner has order commands to carry out (wakes its event wait at once)."""
+
+
+@dataclass(frozen=True)
 class Ready:
     next_valid_id: int
     accounts: tuple[str, ...]
@@ -164,7 +169,8 @@ class TickEvent:
 
 
 IBEvent = (
-    Ready
+    CommandsWaiting
+    | Ready
     | Closed
     | ErrorEvent
     | NextValidId

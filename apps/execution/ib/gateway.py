@@ -171,6 +171,7 @@ class IBGateway:
         self._failures = 0
         self._next_attempt = 0.0
         self.needs_reconcile = False
+        self.commands_waiting = False
         self.connected_since: datetime | None = None
 
     # --- connection -------------------------------------------------------------------------------------------------
@@ -268,6 +269,8 @@ class IBGateway:
 
     def _handle(self, event: ev.IBEvent) -> None:
         match event:
+            case ev.CommandsWaiting():
+                self.commands_waiting = True
             case ev.Ready(next_valid_id=next_id, accounts=accounts):
                 self.account = accounts[0]
                 self.next_valid_id = max(self.next_valid_id, next_id)

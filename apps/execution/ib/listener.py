@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from apps.core import clock, store
 from apps.execution import broker_events
-from apps.execution.brokers.ib import WAKE_KEY
+from apps.execution.brokers.ib import WAKE_KEY, answered_signal
+from apps.execution.ib import connection as ev
 from apps.execution.ib.dispatch import TaskSink
 from apps.execution.ib.gateway import IBGateway, OrderTrack, Snapshot
 from apps.execution.models import OPEN_ORDER_STATUSES, BrokerCommand, Order, Position
@@ -64,6 +67,7 @@ class IBListener:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        threading.Thread(target=self._relay_wakeups, name="ib-commands-wake", daemon=True).start()
         logger.info(
             "ib_listener: %s:%s client %s (%s)",
             self.gateway.host,
@@ -82,6 +86,18 @@ class IBListener:
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
+
+    def _relay_wakeups(self) -> None:
+        """Block on the workers' wake-up list and turn each into an event, so a new command ends the event wait at
+        once (the loop waits on TWS's events and on commands in one place)."""
+        client = store.get_redis()
+        while not self.stopping:
+            try:
+                if client.blpop([WAKE_KEY], timeout=1):
+                    self.gateway.events.put(ev.CommandsWaiting())
+            except redis.RedisError as exc:
+                logger.warning("ib_listener: waiting for commands: %s", exc)
+                time.sleep(1.0)
 
     def step(self) -> bool:
         """One pass; False when there is no connection (the caller sleeps a little)."""
@@ -137,10 +153,10 @@ class IBListener:
                 BrokerCommand.objects.filter(pk=command.pk).update(status=BrokerCommand.Status.QUEUED)
             else:
                 # Too old to send blindly now (the market moved on): ended, flagged, the command answered as failed.
-                broker_events.order_no_trace_end(order=order, taken_at=snapshot.taken_at)
+                broker_events.order_no_trace_end(order=order, taken_at=snapshot.taken_at, unless_commanded=False)
 
     def _commands(self, *, force_scan: bool) -> None:
-        woken = store.get_redis().delete(WAKE_KEY)
+        woken, self.gateway.commands_waiting = self.gateway.commands_waiting, False
         if not woken and not force_scan:
             return
         self._last_scan = time.monotonic()
@@ -210,3 +226,4 @@ class IBListener:
             BrokerCommand.objects.filter(pk=command.pk).exclude(
                 status__in=(BrokerCommand.Status.DONE, BrokerCommand.Status.FAILED)
             ).update(status=BrokerCommand.Status.DONE, result=result, answered_at=clock.now())
+        answered_signal(command.pk)
