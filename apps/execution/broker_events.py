@@ -281,6 +281,21 @@ def reconcile_apply(*, snapshot: dict[str, Any]) -> dict[str, int]:
             status=open_order.get("status", ""),
         )
         counts["acknowledged" if order is not None else "flagged"] += 1
+        if order is not None:
+            order.refresh_from_db(fields=["status"])
+            if order.status in TERMINAL:
+                # The book ended it (rejected, cancelled, filled) while TWS still works it: it may still fill.
+                issue_flag(
+                    kind=ReconciliationIssue.Kind.STATUS_MISMATCH,
+                    key=order.client_order_id,
+                    detail=(
+                        f"TWS still works order {open_order['ib_order_id']} ({open_order.get('status', '')}) that the"
+                        f" book has as {order.status}: cancel it at the broker or let its fills be booked"
+                    ),
+                    broker_value=str(open_order.get("status", "")),
+                    platform_value=order.status,
+                )
+                counts["flagged"] += 1
     completed = {c["order_ref"]: c for c in snapshot.get("completed", [])}
     seen = open_refs | set(completed) | {e["order_ref"] for e in snapshot.get("executions", [])}
     # Pending orders were never handed to anyone (their submission marks them submitted first); orders submitted

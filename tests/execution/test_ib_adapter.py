@@ -315,3 +315,19 @@ def test_an_exit_working_at_ib_is_cancelled_and_replaced_at_a_new_limit(sim):
         services.order_replace(
             order_id=Order.objects.get(signal=signal, leg="entry").pk, limit_price=Decimal("1"), by="ops"
         )
+
+
+def test_an_order_the_book_ended_but_ib_still_works_is_flagged(sim):
+    signal = SignalFactory(limit_price=Decimal("1.20"), quantity_hint=2)
+    quote_both(sim, signal.option_symbol, bid="1.10", ask="1.20")
+    sim.hold_fills(True)
+    review.delay(signal.signal_id)
+    order = Order.objects.get(signal=signal)
+    assert order.status == OrderStatus.SUBMITTED
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.REJECTED)  # the book went wrong
+
+    process_gateway().reconcile()
+
+    issue = ReconciliationIssue.objects.get(kind="status_mismatch", key=order.client_order_id)
+    assert (issue.broker_value, issue.platform_value) == ("Submitted", "rejected")
+    assert sim.orders()[0]["status"] == "Submitted"  # nothing cancelled behind the operator's back
