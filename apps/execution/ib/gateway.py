@@ -332,7 +332,9 @@ class IBGateway:
                 self._on_tick(event)
 
     def _pending_for_order(self, order_id: int) -> bool:
-        return any(e.order_id == order_id for _, e in self._pending_execs.values())
+        """A live fill of the order still waits for its commission report (a snapshot's copy of an execution is
+        history: the order's statuses never wait behind it)."""
+        return any(e.order_id == order_id and e.req_id == -1 for _, e in self._pending_execs.values())
 
     def flush_pending(self, *, force: bool = False) -> None:
         """Hand on executions whose commission report did not come within ``COMMISSION_WAIT_SECONDS``."""
