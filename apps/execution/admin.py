@@ -55,37 +55,32 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class TradeLogInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """Rows an order's page shows as they were recorded: nothing added, changed or deleted by hand."""
+
+    extra = 0
+    can_delete = False
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return list(self.readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TradeLogInline(ReadOnlyInline):
     model = TradeLog
-    extra = 0
-    can_delete = False
     readonly_fields = ("at", "from_status", "to_status", "applied", "detail")
-    fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
-class BrokerCommandInline(admin.TabularInline):
+class BrokerCommandInline(ReadOnlyInline):
     model = BrokerCommand
-    extra = 0
-    can_delete = False
     readonly_fields = ("kind", "status", "created_at", "sent_at", "answered_at", "result")
-    fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
-class BrokerMessageInline(admin.TabularInline):
+class BrokerMessageInline(ReadOnlyInline):
     model = BrokerMessage
-    extra = 0
-    can_delete = False
     readonly_fields = ("at", "code", "category", "alert", "acknowledged", "message")
-    fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Order)
