@@ -70,6 +70,15 @@ def _tickers(name: str, default: str) -> tuple[str, ...]:
     return items
 
 
+def _choices_list(name: str, default: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated subset of ``choices`` (empty allowed: none of them)."""
+    items = tuple(t.strip().lower() for t in env.str(name, default=default).split(",") if t.strip())
+    unknown = [t for t in items if t not in choices]
+    if unknown:
+        raise ImproperlyConfigured(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return items
+
+
 def _tiers(name: str, default: str) -> tuple[tuple[str, int], ...]:
     """``premium:0,standard:60,free:300`` -> ((name, delay_seconds), ...)."""
     tiers = []
@@ -114,6 +123,8 @@ INSTALLED_APPS = [
     "apps.execution",
     "apps.distribution",
     "apps.commentary",
+    "apps.approvals",
+    "apps.social",
     "apps.ops",
 ]
 
@@ -322,14 +333,36 @@ DISCORD_WEBHOOK_URLS = {
 }
 DISTRIBUTION_LATE_AFTER_SECONDS = _int("DISTRIBUTION_LATE_AFTER_SECONDS", 30, minimum=1)
 
+# Approvals: a social post or an AI text waits this long for a person's decision, then expires unpublished.
+APPROVAL_TTL_SECONDS = _int("APPROVAL_TTL_SECONDS", 3600, minimum=60)
+
+# Telegram: the bot (manage.py telegram_bot) asks for approvals in one chat; who may act is decided per Telegram user
+# id (approvals_telegram_identities, linked to a Django user whose permissions apply), never by the chat alone.
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_BASE_URL = _url("TELEGRAM_BASE_URL", ("http", "https"))
 TELEGRAM_APPROVER_CHAT_ID = env.str("TELEGRAM_APPROVER_CHAT_ID", default="")
-TELEGRAM_APPROVER_USER_IDS = tuple(env.list("TELEGRAM_APPROVER_USER_IDS", default=[]))
+TELEGRAM_POLL_TIMEOUT_SECONDS = _int("TELEGRAM_POLL_TIMEOUT_SECONDS", 30, minimum=0)
+
+# Social networks: nothing is published before an approval; without credentials an approved post goes to the local
+# sink (log + database), like Discord without a webhook.
+SOCIAL_PLATFORMS = _choices_list("SOCIAL_PLATFORMS", "x,reddit", ("x", "reddit"))
+X_API_BASE_URL = _url("X_API_BASE_URL", ("http", "https")) or "https://api.twitter.com"
+X_ACCESS_TOKEN = env.str("X_ACCESS_TOKEN", default="")  # OAuth 2.0 user-context token with tweet.write
+REDDIT_AUTH_BASE_URL = _url("REDDIT_AUTH_BASE_URL", ("http", "https")) or "https://www.reddit.com"
+REDDIT_API_BASE_URL = _url("REDDIT_API_BASE_URL", ("http", "https")) or "https://oauth.reddit.com"
+REDDIT_CLIENT_ID = env.str("REDDIT_CLIENT_ID", default="")
+REDDIT_CLIENT_SECRET = env.str("REDDIT_CLIENT_SECRET", default="")
+REDDIT_USERNAME = env.str("REDDIT_USERNAME", default="")
+REDDIT_PASSWORD = env.str("REDDIT_PASSWORD", default="")
+REDDIT_SUBREDDIT = env.str("REDDIT_SUBREDDIT", default="")
+REDDIT_USER_AGENT = env.str("REDDIT_USER_AGENT", default="") or "tradingplatform/1.0 (automated options commentary)"
+SOCIAL_HTTP_TIMEOUT_SECONDS = _float("SOCIAL_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = _url("ANTHROPIC_BASE_URL", ("http", "https"))
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-4-5")
+ANTHROPIC_TIMEOUT_SECONDS = _float("ANTHROPIC_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+ANTHROPIC_MAX_RETRIES = _int("ANTHROPIC_MAX_RETRIES", 2, minimum=0)
 
 # --- Logging ----------------------------------------------------------------------------------------------------------
 LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
