@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.standin import LoopbackStandin
+from apps.core.standins.base import LoopbackStandin
 
 ERROR_TYPES = {
     400: "invalid_request_error",

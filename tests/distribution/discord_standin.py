@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.standin import LoopbackStandin
+from apps.core.standins.base import LoopbackStandin
 
 
 @dataclass
