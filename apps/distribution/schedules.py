@@ -6,4 +6,10 @@ PERIODIC_TASKS = [
         task="distribution.release_due",
         interval_seconds=5,
     ),
+    dict(
+        name="distribution: daily summary",
+        task="distribution.daily_summary",
+        crontab={"minute": "15", "hour": "16", "day_of_week": "mon-fri"},
+        timezone="America/New_York",
+    ),
 ]

@@ -512,9 +512,10 @@ def trade_stop_adjust(*, trade_id: int, stop_price: Decimal, by: str, reason: st
             raise ValueError(f"stop {stop_price} is not below the target {trade.target_price}")
         if trade.last_mark is not None and stop_price >= trade.last_mark:
             raise ValueError(f"stop {stop_price} is not below the mark {trade.last_mark}: it would exit at once")
-        StopAdjustment.objects.create(
+        adjustment = StopAdjustment.objects.create(
             trade=trade, old_stop=trade.stop_price, new_stop=stop_price, by=by, reason=reason, at=clock.now()
         )
+        _announce_after_commit("stop", trade.pk, adjustment_id=adjustment.pk)
         Trade.objects.filter(pk=trade.pk).update(stop_price=stop_price)
         logger.info("trade %s: stop %s -> %s by %s (%s)", trade.pk, trade.stop_price, stop_price, by, reason)
         trade.stop_price = stop_price
@@ -727,7 +728,7 @@ def _daily_loss_guard() -> None:
 
 
 # --- Redis and announcements ------------------------------------------------------------------------------------------
-def _announce_after_commit(kind: str, trade_id: int) -> None:
+def _announce_after_commit(kind: str, trade_id: int, *, adjustment_id: int | None = None) -> None:
     def send() -> None:
         from celery import current_app
 
@@ -735,7 +736,8 @@ def _announce_after_commit(kind: str, trade_id: int) -> None:
             # Outside a worker nothing has imported the apps' task modules yet (an eager replay, a shell): autodiscover.
             current_app.loader.import_default_modules()
         if ANNOUNCE_TASK in current_app.tasks:
-            current_app.tasks[ANNOUNCE_TASK].apply_async(args=(kind, trade_id))
+            extra = {"adjustment_id": adjustment_id} if adjustment_id is not None else {}
+            current_app.tasks[ANNOUNCE_TASK].apply_async(args=(kind, trade_id), kwargs=extra)
         else:
             logger.info("%s is not registered; %s of trade %s not announced", ANNOUNCE_TASK, kind, trade_id)
 

@@ -23,11 +23,21 @@ def discord() -> Iterator[DiscordStandin]:
     standin.stop()
 
 
+def tiers_configure(urls: dict[str, str]) -> None:
+    """The tier rows in force (as an operator would set them in the admin): TIERS with these webhook URLs."""
+    from apps.distribution.models import DistributionTier
+
+    DistributionTier.objects.all().delete()
+    for position, (tier, delay) in enumerate(TIERS):
+        DistributionTier.objects.create(
+            name=tier, delay_seconds=delay, webhook_url=urls.get(tier, ""), position=position, channel=f"#{tier}"
+        )
+
+
 @pytest.fixture
 def webhooks(settings, discord):
     """Every tier posts to its own webhook on the stand-in: /api/webhooks/<n>/<tier>."""
-    settings.DISTRIBUTION_TIERS = TIERS
-    settings.DISCORD_WEBHOOK_URLS = {tier: discord.url(f"{n}/{tier}") for n, (tier, _) in enumerate(TIERS, 1)}
+    tiers_configure({tier: discord.url(f"{n}/{tier}") for n, (tier, _) in enumerate(TIERS, 1)})
     settings.DISTRIBUTION_LATE_AFTER_SECONDS = 30
     return {tier: f"{n}/{tier}" for n, (tier, _) in enumerate(TIERS, 1)}
 
@@ -35,8 +45,7 @@ def webhooks(settings, discord):
 @pytest.fixture
 def local_sink(settings):
     """No webhook configured for any tier: the embedded default."""
-    settings.DISTRIBUTION_TIERS = TIERS
-    settings.DISCORD_WEBHOOK_URLS = {tier: "" for tier, _ in TIERS}
+    tiers_configure({})
     settings.DISTRIBUTION_LATE_AFTER_SECONDS = 30
 
 

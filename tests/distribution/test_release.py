@@ -12,7 +12,7 @@ from django.db import connection
 
 from apps.core import clock, store
 from apps.distribution import selectors, services
-from apps.distribution.models import DistributionLog, DistributionPost
+from apps.distribution.models import DistributionLog, DistributionPost, DistributionTier
 from tests.distribution.conftest import SESSION_START, schedule_trade, trade_like
 from tests.distribution.discord_standin import Scripted
 
@@ -281,9 +281,9 @@ def test_two_concurrent_sweeps_never_send_a_post_twice(requires_real_services, d
     assert len(set(footers)) == 5
 
 
-def test_a_post_for_a_tier_that_was_removed_is_skipped_not_sent(discord, webhooks, settings):
+def test_a_post_for_a_tier_that_was_removed_is_skipped_not_sent(discord, webhooks):
     schedule_trade("entry", trade_like(1))
-    settings.DISTRIBUTION_TIERS = (("premium", 0), ("standard", 60))
+    DistributionTier.objects.filter(name="free").delete()
 
     at(300)
     counts = services.posts_release_due()
@@ -295,13 +295,13 @@ def test_a_post_for_a_tier_that_was_removed_is_skipped_not_sent(discord, webhook
     assert discord.requests_to(webhooks["free"]) == []
 
 
-def test_an_unreachable_webhook_is_retried_not_lost(discord, webhooks, settings):
+def test_an_unreachable_webhook_is_retried_not_lost(discord, webhooks):
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    settings.DISCORD_WEBHOOK_URLS = {**settings.DISCORD_WEBHOOK_URLS, "premium": f"http://127.0.0.1:{closed_port}/x"}
+    DistributionTier.objects.filter(name="premium").update(webhook_url=f"http://127.0.0.1:{closed_port}/x")
     (post, *_) = schedule_trade("entry", trade_like(1))
 
     counts = services.posts_release_due()

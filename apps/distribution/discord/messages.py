@@ -249,3 +249,125 @@ def report_message(*, title: str, text: str, tier: str) -> dict[str, Any]:
         "footer": {"text": f"{tier} tier · not investment advice"},
     }
     return payload_fit({"content": title, "embeds": [embed]})
+
+
+COLOR_NOTICE = 0xD69E2E  # stop changes and corrections
+COLOR_RETRACTION = 0x718096
+
+
+def stop_message(
+    *, trade: TradeLike, old_stop: Decimal | None, new_stop: Decimal, reason: str, at: datetime, tier: str
+) -> dict[str, Any]:
+    """A trade's stop moved (the breakeven rule or an operator): the old and new levels and why."""
+    embed = {
+        "title": f"STOP MOVED {trade.ticker} {trade.option_symbol}",
+        "description": reason,
+        "color": COLOR_NOTICE,
+        "fields": [
+            {"name": "Contract", "value": trade.option_symbol, "inline": True},
+            {"name": "Quantity", "value": str(trade.quantity), "inline": True},
+            {"name": "Entry", "value": _price(trade.entry_price), "inline": True},
+            {"name": "Old stop", "value": _price(old_stop), "inline": True},
+            {"name": "New stop", "value": _price(new_stop), "inline": True},
+        ],
+        "footer": {"text": f"{tier} tier · trade #{trade.id} · not investment advice"},
+        "timestamp": at.isoformat(),
+    }
+    headline = f"Stop on {trade.option_symbol} moved to {_price(new_stop)}"
+    return payload_fit({"content": headline, "embeds": [embed]})
+
+
+def summary_message(*, day: str, summary: dict[str, Any], tier: str) -> dict[str, Any]:
+    """The day's results: trades closed, wins and losses, realized PnL and fees, per strategy, best and worst."""
+    fields: list[dict[str, Any]] = [
+        {"name": "Trades closed", "value": str(summary["closed"]), "inline": True},
+        {"name": "Wins / losses", "value": f"{summary['wins']} / {summary['losses']}", "inline": True},
+        {"name": "Still open", "value": str(summary["still_open"]), "inline": True},
+        {"name": "Realized PnL", "value": _money(Decimal(summary["realized_pnl"])), "inline": True},
+        {"name": "Fees", "value": _money(Decimal(summary["fees"])), "inline": True},
+    ]
+    for strategy, row in summary["by_strategy"].items():
+        fields.append(
+            {
+                "name": strategy,
+                "value": f"{row['closed']} closed, {_money(Decimal(row['realized_pnl']))}",
+                "inline": True,
+            }
+        )
+    for label in ("best", "worst"):
+        row = summary.get(label)
+        if row:
+            fields.append(
+                {
+                    "name": label.capitalize(),
+                    "value": f"{row['option_symbol']} x{row['quantity']}: {_money(Decimal(row['realized_pnl']))}",
+                    "inline": False,
+                }
+            )
+    pnl = Decimal(summary["realized_pnl"])
+    embed = {
+        "title": f"DAILY SUMMARY {day}",
+        "description": "" if summary["closed"] else "No trade closed today.",
+        "color": COLOR_WIN if pnl >= 0 else COLOR_LOSS,
+        "fields": fields,
+        "footer": {"text": f"{tier} tier · not investment advice"},
+    }
+    return payload_fit({"content": f"Daily summary {day}: {_money(pnl)} realized", "embeds": [embed]})
+
+
+def explanation_message(*, title: str, text: str, tier: str, trade_id: int) -> dict[str, Any]:
+    """An approved AI explanation of a trade (its evidence citations stay in the text)."""
+    embed = {
+        "title": title,
+        "description": text,
+        "color": COLOR_REPORT,
+        "fields": [],
+        "footer": {
+            "text": f"{tier} tier · trade #{trade_id} · AI-written, approved by a person · not investment advice"
+        },
+    }
+    return payload_fit({"content": title, "embeds": [embed]})
+
+
+def _original_title(original: dict[str, Any]) -> str:
+    embeds = original.get("embeds") or []
+    return (embeds[0].get("title") if embeds else "") or original.get("content") or "an earlier post"
+
+
+def retraction_message(*, original: dict[str, Any], message_id: str, reason: str, tier: str) -> dict[str, Any]:
+    """Withdraws a post this tier received: names it (title, message id) and says why."""
+    title = _original_title(original)
+    embed = {
+        "title": f"RETRACTED: {title}",
+        "description": reason,
+        "color": COLOR_RETRACTION,
+        "fields": [{"name": "Retracted message", "value": message_id or "-", "inline": True}],
+        "footer": {"text": f"{tier} tier · disregard the retracted post"},
+    }
+    return payload_fit({"content": f"Retraction: disregard {title}", "embeds": [embed]})
+
+
+def correction_message(*, original: dict[str, Any], message_id: str, text: str, tier: str) -> dict[str, Any]:
+    """Corrects a post this tier received: the corrected text, naming the post it replaces."""
+    title = _original_title(original)
+    embed = {
+        "title": f"CORRECTION: {title}",
+        "description": text,
+        "color": COLOR_NOTICE,
+        "fields": [{"name": "Corrects message", "value": message_id or "-", "inline": True}],
+        "footer": {"text": f"{tier} tier · this replaces the earlier post"},
+    }
+    return payload_fit({"content": f"Correction to {title}", "embeds": [embed]})
+
+
+def corrected_message(*, original: dict[str, Any], text: str) -> dict[str, Any]:
+    """The original post, not yet released to a tier, carrying the correction instead of being followed by one."""
+    fixed = dict(original)
+    embeds = [dict(e) for e in (original.get("embeds") or [])]
+    if embeds:
+        embeds[0]["description"] = text
+        embeds[0]["title"] = f"{embeds[0].get('title') or ''} (corrected)".strip()
+    else:
+        fixed["content"] = text
+    fixed["embeds"] = embeds
+    return payload_fit(fixed)
