@@ -1,0 +1,1 @@
+"""Publishing to Reddit through its OAuth API."""

@@ -1,0 +1,1 @@
+"""Publishing to X (Twitter) through API v2."""
