@@ -1,7 +1,8 @@
-"""Commentary reads: the day's facts a report is written from, gathered from the other stages' tables.
+"""Commentary reads: the day's facts a report is written from and the evidence a trade explanation cites, gathered
+from the other stages' tables.
 
-Each section says ``available: False`` (with the reason) only when the app that owns it is not installed; any other
-problem (a missing table, a broken query) is an error, not a silently thinner report.
+Reports: each section says ``available: False`` (with the reason) only when the app that owns it is not installed;
+any other problem (a missing table, a broken query) is an error, not a silently thinner report.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from apps.commentary.models import AiReport, ReportKind
+from apps.commentary.models import AiExplanation, AiReport, ReportKind
 from apps.core import calendar, clock
 
 BIGGEST_FLOW_ALERTS = 5
@@ -216,3 +217,157 @@ def report_facts(*, kind: str, day: date) -> dict[str, Any]:
 
 def reports_pending() -> list[AiReport]:
     return list(AiReport.objects.filter(status=AiReport.Status.PENDING_APPROVAL).order_by("day", "kind"))
+
+
+# --- trade explanations -------------------------------------------------------------------------------------------
+
+FLOW_WINDOW = timedelta(minutes=30)  # flow alerts this long before the signal are its evidence
+EXPLANATION_FLOW_ALERTS = 5
+GEX_LOOKBACK = timedelta(hours=24)  # an older GEX snapshot says nothing about the trade
+EXPLANATION_GEX_STRIKES = 3
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _signal_item(signal: Any) -> dict[str, Any]:
+    return {
+        "id": "S1",
+        "kind": "signal",
+        "signal_id": signal.signal_id,
+        "strategy": signal.strategy,
+        "rule": signal.rule,
+        "direction": signal.direction,
+        "confidence": str(signal.confidence),
+        "rationale": signal.rationale,
+        "features": signal.features,
+        "ticker": signal.ticker,
+        "option_symbol": signal.option_symbol,
+        "limit_price": str(signal.limit_price),
+        "as_of": _ny(signal.as_of),
+    }
+
+
+def _flow_items(signal: Any) -> list[dict[str, Any]]:
+    FlowAlert = _model("ingestion", "FlowAlert")
+    if FlowAlert is None:
+        return []
+    cited_by_signal = set((signal.evidence or {}).get("flow_alerts") or [])
+    alerts = FlowAlert.objects.filter(
+        ticker=signal.ticker, executed_at__gte=signal.as_of - FLOW_WINDOW, executed_at__lte=signal.as_of
+    ).order_by("-total_premium", "-executed_at")[:EXPLANATION_FLOW_ALERTS]
+    return [
+        {
+            "id": f"F{n}",
+            "kind": "flow_alert",
+            "uw_id": a.uw_id,
+            "option_symbol": a.option_symbol,
+            "rule": a.rule_name,
+            "total_premium": _money(a.total_premium),
+            "ask_side_premium": _money(a.total_ask_side_prem),
+            "bid_side_premium": _money(a.total_bid_side_prem),
+            "sweep": a.has_sweep,
+            "volume": a.volume,
+            "open_interest": a.open_interest,
+            "executed_at": _ny(a.executed_at),
+            "named_by_signal": a.uw_id in cited_by_signal,
+        }
+        for n, a in enumerate(alerts, start=1)
+    ]
+
+
+def _gex_items(signal: Any) -> list[dict[str, Any]]:
+    GexSnapshot = _model("ingestion", "GexSnapshot")
+    if GexSnapshot is None:
+        return []
+    since = signal.as_of - GEX_LOOKBACK
+    items: list[dict[str, Any]] = []
+    snap = GexSnapshot.objects.filter(ticker=signal.ticker, ts__gte=since, ts__lte=signal.as_of).order_by("-ts").first()
+    if snap is not None:
+        items.append(
+            {
+                "kind": "gex_snapshot",
+                "ts": _ny(snap.ts),
+                "price": _text(snap.price),
+                "gamma_oi": _text(snap.gamma_oi),
+                "gamma_vol": _text(snap.gamma_vol),
+                "delta_oi": _text(snap.delta_oi),
+            }
+        )
+    GexStrike = _model("ingestion", "GexStrike")
+    if GexStrike is not None:
+        # The all-expiries rows (expiry null); the per-expiry frames would count a strike once per expiry.
+        strikes_of = GexStrike.objects.filter(ticker=signal.ticker, expiry__isnull=True)
+        latest = strikes_of.filter(ts__gte=since, ts__lte=signal.as_of).order_by("-ts").first()
+        if latest is not None:
+            strikes = list(strikes_of.filter(ts=latest.ts))
+            strikes.sort(key=lambda s: abs((s.call_gamma_oi or 0) + (s.put_gamma_oi or 0)), reverse=True)
+            items += [
+                {
+                    "kind": "gex_strike",
+                    "ts": _ny(s.ts),
+                    "strike": str(s.strike),
+                    "net_gamma_oi": str((s.call_gamma_oi or 0) + (s.put_gamma_oi or 0)),
+                    "call_gamma_oi": _text(s.call_gamma_oi),
+                    "put_gamma_oi": _text(s.put_gamma_oi),
+                }
+                for s in strikes[:EXPLANATION_GEX_STRIKES]
+            ]
+    return [{"id": f"G{n}", **item} for n, item in enumerate(items, start=1)]
+
+
+def _risk_item(signal: Any) -> dict[str, Any] | None:
+    RiskDecision = _model("risk", "RiskDecision")
+    if RiskDecision is None:
+        return None
+    decision = RiskDecision.objects.select_related("limits").filter(signal=signal).first()
+    if decision is None:
+        return None
+    return {
+        "id": "R1",
+        "kind": "risk_decision",
+        "approved": decision.approved,
+        "quantity": decision.quantity,
+        "limit_price": str(decision.limit_price),
+        "reason": decision.reason,
+        "checks": decision.checks,
+        "account": decision.account,
+        "limits_version": decision.limits.version,
+        "decided_at": _ny(decision.decided_at),
+    }
+
+
+def explanation_evidence(*, trade_id: int) -> dict[str, Any] | None:
+    """What an explanation of the trade may cite, each item with its citation id, as JSON-ready values; None when
+    the trade does not exist.  S1 the signal; F1..F5 the biggest flow alerts on the ticker in the 30 minutes up to
+    the signal; G1 the latest GEX snapshot and G2.. the largest-gamma strikes (within 24 hours before the signal);
+    R1 the risk decision with its checks and sizing.  Missing sections are simply absent (the prompt says which)."""
+    Trade = _model("execution", "Trade")
+    if Trade is None:
+        raise LookupError("execution.Trade is not installed: there are no trades to explain")
+    trade = Trade.objects.select_related("signal").filter(pk=trade_id).first()
+    if trade is None:
+        return None
+    signal = trade.signal
+    items = [_signal_item(signal), *_flow_items(signal), *_gex_items(signal)]
+    risk = _risk_item(signal)
+    if risk is not None:
+        items.append(risk)
+    return {
+        "trade": {
+            "id": trade.pk,
+            "strategy": trade.strategy,
+            "ticker": trade.ticker,
+            "option_symbol": trade.option_symbol,
+            "quantity": trade.quantity,
+            "entry_price": str(trade.entry_price),
+            "entry_at": _ny(trade.entry_at),
+        },
+        "window": {"flow_from": _ny(signal.as_of - FLOW_WINDOW), "signal_at": _ny(signal.as_of)},
+        "items": items,
+    }
+
+
+def explanations_pending() -> list[AiExplanation]:
+    return list(AiExplanation.objects.filter(status=AiExplanation.Status.PENDING_APPROVAL).order_by("created_at"))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.commentary.anthropic_standin import AnthropicStandin
+from apps.core.standins.anthropic import AnthropicStandin
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ def test_market_report_defaults_to_today_in_new_york(no_api_key):
 
     report_id = market_report.delay().get()
 
+    assert report_id is not None
     report = AiReport.objects.get(pk=report_id)
     assert (report.kind, report.day) == ("post_market", date(2026, 11, 20))
 

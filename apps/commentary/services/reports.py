@@ -1,8 +1,9 @@
-"""Commentary writes: the market reports.
+"""The market reports.
 
 ``report_generate`` is idempotent per (kind, day): a report that exists (and did not fail) is returned as it is, so
 a beat tick delivered twice costs one Claude call.  The report is only text for people; nothing on the order path
-reads it, and it goes nowhere until a person approves it (``ai:reports:pending``).
+reads it, and it goes nowhere until a person approves it: a new report opens its approval request (Telegram) in the
+transaction that stores it and is listed on ``ai:reports:pending`` until it is decided.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.commentary import selectors
-from apps.commentary.claude import pricing
-from apps.commentary.claude.transport import TransportError, message_create
-from apps.commentary.models import AiReport, ReportKind
+from apps.commentary.claude.transport import TransportError
+from apps.commentary.models import AiReport, CallPurpose, ReportKind
+from apps.commentary.services.calls import claude_call
 from apps.core import clock, store
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,20 @@ def _push_pending(report_id: int) -> None:
     # LREM first: a regenerated report is listed once.
     client.lrem(PENDING_KEY, 0, str(report_id))
     client.rpush(PENDING_KEY, str(report_id))
+
+
+def pending_remove(report_id: int) -> None:
+    """The report was decided (approved, rejected or expired): it no longer waits."""
+    store.get_redis().lrem(PENDING_KEY, 0, str(report_id))
+
+
+def report_title(report: AiReport) -> str:
+    return f"{TITLES[ReportKind(report.kind)].capitalize()} {report.day.isoformat()}"
+
+
+def report_ref(report: AiReport) -> str:
+    """The report's stable name outside this table (``ai_calls.ref``, the Discord posts' ref)."""
+    return f"{report.kind}:{report.day.isoformat()}"
 
 
 def _section_lines(facts: dict[str, Any]) -> list[str]:
@@ -145,6 +160,11 @@ def _write(*, kind: str, day: date, values: dict[str, Any]) -> tuple[AiReport, b
             except IntegrityError:
                 return AiReport.objects.get(kind=kind, day=day), False
         if report.status == AiReport.Status.PENDING_APPROVAL:
+            from apps.approvals.services import request_open
+
+            request_open(
+                subject_type="ai_report", subject_id=report.pk, title=report_title(report), text=report.content
+            )
             transaction.on_commit(lambda: _push_pending(report.pk))
     return report, True
 
@@ -152,8 +172,8 @@ def _write(*, kind: str, day: date, values: dict[str, Any]) -> tuple[AiReport, b
 def report_generate(*, kind: str, day: date | str) -> AiReport:
     """The (kind, day) market report: the stored one if it exists and did not fail, else a new one written by Claude
     (with ``ANTHROPIC_API_KEY``) or by the labelled template (without).  A Claude failure that outlasts the SDK's
-    retries is stored as ``failed`` with the error; calling again retries it.  New reports are queued on
-    ``ai:reports:pending`` for approval.
+    retries is stored as ``failed`` with the error; calling again retries it.  Every Claude call is an ``ai_calls``
+    row.  A new report opens its approval request and is listed on ``ai:reports:pending`` (after commit).
     """
     kind = ReportKind(kind).value
     day = parse_day(day)
@@ -175,9 +195,14 @@ def report_generate(*, kind: str, day: date | str) -> AiReport:
         system = SYSTEM_PROMPT.format(title=TITLES[ReportKind(kind)])
         prompt = f"Facts for the {TITLES[ReportKind(kind)]} of {day.isoformat()}:\n" + json.dumps(facts, indent=1)
         try:
-            completion = message_create(system=system, prompt=prompt, max_tokens=MAX_OUTPUT_TOKENS)
+            answer = claude_call(
+                purpose=CallPurpose.REPORT,
+                ref=f"{kind}:{day.isoformat()}",
+                system=system,
+                prompt=prompt,
+                max_tokens=MAX_OUTPUT_TOKENS,
+            )
         except TransportError as error:
-            logger.error("commentary: %s report for %s failed: %s", kind, day, error)
             values.update(
                 model=settings.ANTHROPIC_MODEL,
                 is_template=False,
@@ -187,18 +212,14 @@ def report_generate(*, kind: str, day: date | str) -> AiReport:
                 error=str(error),
             )
         else:
-            cost = pricing.call_cost(
-                model=completion.model, input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
-            )
-            if cost is None:
-                logger.warning("commentary: no price for model %s; cost_usd left empty", completion.model)
+            completion = answer.completion
             values.update(
                 model=completion.model,
                 is_template=False,
                 content=completion.text,
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
-                cost_usd=cost,
+                cost_usd=answer.cost_usd,
                 status=AiReport.Status.PENDING_APPROVAL,
             )
     report, stored = _write(kind=kind, day=day, values=values)
