@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.distribution.discord_standin import DiscordStandin
+from apps.core.standins.discord import DiscordStandin
 
 # A Friday in a regular session, 10:00 New York (14:00 UTC in November).
 SESSION_START = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)

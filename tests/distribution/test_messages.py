@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from apps.core.standins.discord import limit_violations
 from apps.distribution.discord import messages
 from tests.distribution.conftest import SESSION_START, trade_like
-from tests.distribution.discord_standin import limit_violations
 
 
 def _embed_total(embed: dict) -> int:

@@ -11,10 +11,10 @@ import pytest
 from django.db import connection
 
 from apps.core import clock, store
+from apps.core.standins.discord import Scripted
 from apps.distribution import selectors, services
 from apps.distribution.models import DistributionLog, DistributionPost, DistributionTier
 from tests.distribution.conftest import SESSION_START, schedule_trade, trade_like
-from tests.distribution.discord_standin import Scripted
 
 pytestmark = pytest.mark.django_db
 Status = DistributionPost.Status

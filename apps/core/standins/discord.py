@@ -2,13 +2,18 @@
 
 It records every request, validates payloads against Discord's documented limits (answering 400 like Discord when
 they are exceeded), answers ``?wait=true`` with the created message, and can be scripted to answer 429 (with a
-``Retry-After`` header or only a body ``retry_after``), 404 or 500, and to respond slowly.
+``Retry-After`` header or only a body ``retry_after``), 404 or 500, and to respond slowly.  ``rate_limit`` enforces a
+per-webhook bucket like Discord's (about 5 requests per 2 s), answering 429 with ``Retry-After`` past it.
+``hold_next`` holds a request before Discord would process it; a request whose client went away meanwhile (a worker
+killed mid-send) is dropped unprocessed, as a front end drops a request whose client disconnected.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,8 +29,9 @@ class Recorded:
     path: str
     query: dict[str, list[str]]
     body: dict[str, Any]
-    status: int
+    status: int  # 0: dropped unprocessed, the client went away while it was held
     message_id: str = ""
+    received_at: float = 0.0  # time.time() when it arrived
 
 
 @dataclass
@@ -75,6 +81,11 @@ class DiscordStandin(LoopbackStandin):
         self._gone: set[str] = set()
         self.delay_seconds = 0.0
         self._ids = itertools.count(1_300_000_000_000_000_000)
+        self._holds: dict[str, deque[float]] = {}
+        self.holding = threading.Event()  # set while a held request waits
+        self.held_client_port = 0  # the client's local port of the request being held (to find its process)
+        self._bucket: tuple[int, float] | None = None  # (requests, window seconds) per webhook
+        self._hits: dict[str, deque[float]] = {}
         super().__init__()
 
     # -- control -------------------------------------------------------------------------------------------------
@@ -85,6 +96,15 @@ class DiscordStandin(LoopbackStandin):
         """The next requests to ``webhook`` get these answers, in order; then normal service resumes."""
         with self._lock:
             self._scripts.setdefault(f"/api/webhooks/{webhook}", deque()).extend(responses)
+
+    def hold_next(self, webhook: str, seconds: float) -> None:
+        """The next request to ``webhook`` waits ``seconds`` before it is processed (``holding`` is set meanwhile)."""
+        with self._lock:
+            self._holds.setdefault(f"/api/webhooks/{webhook}", deque()).append(seconds)
+
+    def rate_limit(self, requests: int, window_seconds: float) -> None:
+        """Enforce at most ``requests`` per ``window_seconds`` per webhook, answering 429 with Retry-After past it."""
+        self._bucket = (requests, window_seconds)
 
     def gone(self, webhook: str) -> None:
         """The webhook was deleted: Discord answers 404 Unknown Webhook from now on."""
@@ -109,6 +129,10 @@ class DiscordStandin(LoopbackStandin):
                 return queue.popleft(), ""
         if path in self._gone:
             return Scripted(404, {"message": "Unknown Webhook", "code": 10015}), ""
+        limited = self._over_bucket(path)
+        if limited is not None:
+            body = {"message": "You are being rate limited.", "retry_after": limited, "global": False}
+            return Scripted(429, body, {"Retry-After": f"{limited:.3f}", "X-RateLimit-Remaining": "0"}), ""
         problems = limit_violations(payload)
         if problems:
             return Scripted(400, {"message": "Invalid Form Body", "code": 50035, "errors": problems}), ""
@@ -116,6 +140,26 @@ class DiscordStandin(LoopbackStandin):
         body = {"id": message_id, "type": 0, "channel_id": "1", "content": payload.get("content", "")}
         body["embeds"] = payload.get("embeds", [])
         return Scripted(200, body, {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4"}), message_id
+
+    def _over_bucket(self, path: str) -> float | None:
+        """Seconds until the webhook's bucket has room, or None when this request fits (and is counted)."""
+        if self._bucket is None:
+            return None
+        limit, window = self._bucket
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(path, deque())
+            while hits and hits[0] <= now - window:
+                hits.popleft()
+            if len(hits) >= limit:
+                return max(hits[0] + window - now, 0.001)
+            hits.append(now)
+        return None
+
+    def _hold(self, path: str) -> float:
+        with self._lock:
+            queue = self._holds.get(path)
+            return queue.popleft() if queue else 0.0
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -129,12 +173,26 @@ class DiscordStandin(LoopbackStandin):
                     payload = json.loads(raw or b"{}")
                 except ValueError:
                     payload = {}
+                received = time.time()
                 if standin.delay_seconds:
                     time.sleep(standin.delay_seconds)
+                hold = standin._hold(parts.path)
+                if hold:
+                    standin.held_client_port = self.client_address[1]
+                    standin.holding.set()
+                    time.sleep(hold)
+                    standin.holding.clear()
+                    if self._client_gone():
+                        with standin._lock:
+                            standin.requests.append(
+                                Recorded(parts.path, parse_qs(parts.query), payload, 0, "", received)
+                            )
+                        self.close_connection = True
+                        return
                 answer, message_id = standin._answer(parts.path, payload)
                 with standin._lock:
                     standin.requests.append(
-                        Recorded(parts.path, parse_qs(parts.query), payload, answer.status, message_id)
+                        Recorded(parts.path, parse_qs(parts.query), payload, answer.status, message_id, received)
                     )
                 data = (
                     b""
@@ -149,6 +207,11 @@ class DiscordStandin(LoopbackStandin):
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _client_gone(self) -> bool:
+                # TCP_INFO's first byte is the connection state; CLOSE_WAIT (8) means the client closed its end.
+                info = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+                return info[0] in (7, 8)  # CLOSE, CLOSE_WAIT
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
                 return
