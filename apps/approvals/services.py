@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 
 from apps.approvals.models import ApprovalAction, ApprovalRequest, SubjectType, TelegramIdentity
@@ -55,6 +55,10 @@ class NotPending(ApprovalError):
 
 class InvalidText(ApprovalError):
     pass
+
+
+class StaleRevision(ApprovalError):
+    """The person decided on a text that has been edited since they saw it."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +225,15 @@ def request_decide(
     text: str | None = None,
     note: str = "",
     telegram_user_id: int | None = None,
+    revision: int | None = None,
 ) -> ApprovalRequest:
     """Apply ``decision`` (``approve``, ``reject`` or ``edit``) for ``user``, who needs DECIDE_PERMISSION.
 
     ``edit`` replaces the text (``text`` required, within the request's ``max_length``) and leaves it pending; an
-    ``approve`` with ``text`` edits and approves at once.  Raises ``NotAuthorized`` (no permission), ``NotPending``
-    (already decided or expired, the request is expired first if its time is up) or ``InvalidText``; each refusal is
-    recorded.
+    ``approve`` with ``text`` edits and approves at once.  ``revision``, when given, is the revision the person saw:
+    it is compared under the row lock, so nobody approves a text edited since it was shown to them.  Raises
+    ``NotAuthorized`` (no permission), ``NotPending`` (already decided or expired, the request is expired first if its
+    time is up), ``StaleRevision`` or ``InvalidText``; each refusal is recorded.
     """
     if decision not in ("approve", "reject", "edit"):
         raise ValueError(f"decision must be approve, reject or edit, not {decision!r}")
@@ -251,7 +257,7 @@ def request_decide(
     elif decision == "edit":
         raise refuse(InvalidText("an edit needs the new text"))
 
-    expired = False
+    expired = stale = False
     with transaction.atomic():
         request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
         if request is None:
@@ -260,6 +266,8 @@ def request_decide(
         if request.status == Status.PENDING and request.expires_at <= now:
             _expire(request, now=now)
             expired = True
+        elif request.status == Status.PENDING and revision is not None and revision != request.revision:
+            stale = True  # refused below, outside this transaction
         elif request.status == Status.PENDING:
             if text is not None and request.max_length is not None and len(text) > request.max_length:
                 pass  # refused below, outside this transaction
@@ -278,6 +286,13 @@ def request_decide(
                 return request
     if expired:
         raise refuse(NotPending(f"request {request_id} expired at {request.expires_at.isoformat()} unanswered"))
+    if stale:
+        raise refuse(
+            StaleRevision(
+                f"request {request_id} was edited since you saw it (you saw revision {revision}, it is now "
+                f"revision {request.revision}); decide on the newest message"
+            )
+        )
     if request.status != Status.PENDING:
         raise refuse(NotPending(f"request {request_id} is already {request.status} (by {request.decided_by})"))
     raise refuse(
@@ -325,7 +340,7 @@ def requests_expire_due() -> int:
     return expired
 
 
-def telegram_user(telegram_user_id: int) -> AbstractBaseUser | None:
+def telegram_user(telegram_user_id: int) -> AbstractUser | None:
     """The active Django user an active Telegram identity is linked to, or None (not configured: refuse)."""
     identity = (
         TelegramIdentity.objects.select_related("user")
