@@ -28,3 +28,32 @@ def claude(settings, anthropic_api):
 def no_api_key(settings):
     settings.ANTHROPIC_API_KEY = ""
     settings.ANTHROPIC_BASE_URL = ""
+
+
+@pytest.fixture
+def approver(db):
+    """A person who may approve what is published (the permission the approvals app checks)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username="approver", password="unused-in-tests")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="approvals", codename="decide_approvalrequest")
+    )
+    return get_user_model().objects.get(pk=user.pk)  # fresh: permissions are cached per instance
+
+
+@pytest.fixture
+def bystander(db):
+    """A logged-in person without the approval permission."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username="bystander", password="unused-in-tests")
+
+
+@pytest.fixture
+def discord_tiers(db):
+    """The Discord tiers in force (premium now, standard +60 s, free +300 s), without webhooks."""
+    from tests.distribution.conftest import tiers_configure
+
+    tiers_configure({})
