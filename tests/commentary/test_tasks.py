@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -55,3 +55,44 @@ def test_release_due_is_declared_every_five_seconds():
     (release,) = [d for d in declared_periodic_tasks() if d.task == "distribution.release_due"]
 
     assert release.interval_seconds == 5
+
+
+def test_the_three_reports_fire_at_their_new_york_times_on_a_trading_day_and_not_on_a_holiday(
+    no_api_key, django_capture_on_commit_callbacks
+):
+    """Beat, simulated over Wednesday 2026-11-25 (a full session) and Thursday 2026-11-26 (Thanksgiving, NYSE
+    closed), fires the declared crontabs; the real task runs at each firing with the platform clock moved there."""
+    from apps.approvals.models import ApprovalRequest
+    from apps.core.beat import SimulatedBeat, declared_periodic_tasks
+    from apps.core.calendar import is_trading_day
+    from tradingplatform.celery import app
+
+    assert is_trading_day(date(2026, 11, 25)) and not is_trading_day(date(2026, 11, 26))
+    declarations = [d for d in declared_periodic_tasks() if d.task.startswith("commentary.")]
+    assert len(declarations) == 3
+    start = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # Wednesday 00:00 New York (EST)
+    clock.set_simulated(start)
+    fired: list[tuple[datetime, str, int | None]] = []
+
+    def run(declaration):
+        result = app.tasks[declaration.task].delay(**declaration.kwargs).get()
+        fired.append((clock.now(), declaration.kwargs["kind"], result))
+
+    beat = SimulatedBeat(start, run=run, declarations=declarations)
+    with django_capture_on_commit_callbacks(execute=True):
+        beat.run_until(datetime(2026, 11, 27, 5, 0, tzinfo=UTC), clock.advance_to)  # to Friday 00:00 New York
+
+    wednesday = [
+        (datetime(2026, 11, 25, 14, 0, tzinfo=UTC), "pre_market"),  # 09:00 New York
+        (datetime(2026, 11, 25, 17, 30, tzinfo=UTC), "intraday"),  # 12:30
+        (datetime(2026, 11, 25, 21, 30, tzinfo=UTC), "post_market"),  # 16:30
+    ]
+    thanksgiving = [(at + timedelta(days=1), kind) for at, kind in wednesday]
+    assert [(at, kind) for at, kind, _ in fired] == wednesday + thanksgiving
+    assert [result for *_, result in fired[3:]] == [None, None, None]  # fired, but the market is closed
+    reports = {r.kind: r for r in AiReport.objects.all()}
+    assert set(reports) == {"pre_market", "intraday", "post_market"}
+    assert all(r.day == date(2026, 11, 25) for r in reports.values())
+    assert [(reports[kind].created_at, kind) for _, kind in wednesday] == wednesday
+    assert [reports[kind].pk for _, kind, _ in fired[:3]] == [result for *_, result in fired[:3]]
+    assert ApprovalRequest.objects.filter(subject_type="ai_report").count() == 3
