@@ -9,7 +9,7 @@ a network call.  Anything slower (social drafts) is a task enqueued after commit
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -89,11 +89,10 @@ def explanation_approved(request: ApprovalRequest) -> None:
 
     row = _explanation(request)
     _decide(row, request, status=AiExplanation.Status.PUBLISHED)
-    title: Any = row.evidence.get("trade", {})
     explanation_post_schedule(
         explanation_id=row.pk,
         trade_id=row.trade_id,
-        title=f"Why we entered {title.get('option_symbol', f'trade {row.trade_id}')}",
+        title=explanations.explanation_title(row.evidence),
         text=request.text,
     )
     explanations.mirror_on_commit(row.pk)

@@ -159,7 +159,7 @@ def mirror_on_commit(explanation_id: int) -> None:
     transaction.on_commit(lambda: _mirror(explanation_id))
 
 
-def _title(evidence: dict[str, Any]) -> str:
+def explanation_title(evidence: dict[str, Any]) -> str:
     trade = evidence["trade"]
     return f"Why we entered {trade['option_symbol']} ({trade['strategy']}, trade {trade['id']})"
 
@@ -187,7 +187,12 @@ def _write(*, trade_id: int, values: dict[str, Any]) -> tuple[AiExplanation, boo
         if row.status == Status.PENDING_APPROVAL:
             from apps.approvals.services import request_open
 
-            request_open(subject_type="ai_explanation", subject_id=row.pk, title=_title(row.evidence), text=row.content)
+            request_open(
+                subject_type="ai_explanation",
+                subject_id=row.pk,
+                title=explanation_title(row.evidence),
+                text=row.content,
+            )
         mirror_on_commit(row.pk)
     return row, True
 
