@@ -488,7 +488,12 @@ def post_publish(*, post_id: int) -> str | None:
         sink, published = _send(post, text)
     except TransportError as error:
         if _duplicate_of_our_own(post, error):
-            return _finish(post, sink=SocialPost.Sink.API, text=text, published=Published("", "", 403, error.excerpt))
+            return _finish(
+                post,
+                sink=SocialPost.Sink.API,
+                text=text,
+                published=Published(external_id="", external_url="", status_code=403, excerpt=error.excerpt),
+            )
         return _handle_error(post, error)
     return _finish(post, sink=sink, text=text, published=published)
 
