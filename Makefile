@@ -9,7 +9,7 @@ SESSION := var/sessions/session-$(SESSION_DATE)-seed$(SEED).ndjson.gz
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingplatform
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run run-live-sim test lint bench-pipeline bench-ingest bench-orders clean
+.PHONY: run run-live-sim test lint bench-pipeline bench-ingest bench-orders bench-distribution clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,13 @@ bench-orders: $(VENV)/.prod-installed
 	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=1 \
 	  $(BIN)/python manage.py bench orders --scratch --json var/bench-orders.json $(BENCH_ORDERS_ARGS)
+
+# Post lateness per Discord tier through a real worker and beat, against the Discord stand-in (about 2 minutes).
+bench-distribution: $(VENV)/.prod-installed
+	@psql "$(dir $(BENCH_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(BENCH_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
+	  $(BIN)/python manage.py bench distribution --scratch --json var/bench-distribution.json $(BENCH_DISTRIBUTION_ARGS)
 
 clean:
 	rm -rf var/tradingplatform.sqlite3* var/sessions

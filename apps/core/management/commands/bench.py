@@ -53,6 +53,18 @@ class Command(BaseCommand):
             "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
         )
         ingest.add_argument("--quiet", action="store_true", help="no progress bars")
+        dist = sub.add_parser("distribution", help="post lateness per Discord tier through a real worker and beat")
+        dist.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
+        dist.add_argument("--posts", type=int, default=150, help="announcements, each posted to every tier")
+        dist.add_argument("--rate", type=float, default=2.0, help="announcements per second")
+        dist.add_argument(
+            "--tiers",
+            default="premium:0,standard:10,free:30",
+            help="name:delay_seconds,... (the production delays 0/60/300 take over 5 minutes)",
+        )
+        dist.add_argument(
+            "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
+        )
         orders = sub.add_parser("orders", help="decision to booked fill: paper, IB direct, IB through ib_listener")
         orders.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
         orders.add_argument("--orders", type=int, default=200, help="orders per path")
@@ -66,6 +78,9 @@ class Command(BaseCommand):
             return
         if options["which"] == "orders":
             self.handle_orders(options)
+            return
+        if options["which"] == "distribution":
+            self.handle_distribution(options)
             return
         day = options["day"] or calendar.previous_trading_day(calendar.market_day(clock.now()))
         cfg = PipelineBenchConfig(
@@ -116,6 +131,37 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{path:<12} decision -> booked fill: p50 {f['p50']} ms, p99 {f['p99']} ms, n={f['n']}{versus}"
             )
+        self._write_json(options, result)
+
+    def handle_distribution(self, options: dict[str, Any]) -> None:
+        from apps.distribution.bench import DistributionBenchConfig, bench_distribution
+
+        try:
+            tiers = tuple(
+                (name.strip(), int(delay)) for name, _, delay in (p.partition(":") for p in options["tiers"].split(","))
+            )
+        except ValueError as exc:
+            raise CommandError(f"--tiers must look like premium:0,standard:60,free:300 ({exc})") from exc
+        if options["posts"] <= 0 or options["rate"] <= 0 or not tiers or any(d < 0 or not n for n, d in tiers):
+            raise CommandError("--posts and --rate must be positive and every tier needs a name and a delay >= 0")
+        cfg = DistributionBenchConfig(posts=options["posts"], rate=options["rate"], tiers=tiers)
+        total = cfg.posts * len(tiers)
+        with tqdm(total=total, unit="post", desc="bench distribution", file=sys.stderr) as bar:
+            try:
+                result = bench_distribution(
+                    cfg=cfg, scratch=options["scratch"], log_dir=Path("var"), progress=bar.update
+                )
+            except BenchError as exc:
+                raise CommandError(str(exc)) from exc
+        base = result["baseline_direct_send_ms"]
+        self.stdout.write(f"baseline (one direct webhook send): p50 {base['p50']} ms, p99 {base['p99']} ms")
+        for name, t in result["tiers"].items():
+            f = t["lateness_ms"]
+            self.stdout.write(
+                f"{name:<10} +{t['delay_seconds']:>3} s  lateness p50 {f['p50']} ms, p99 {f['p99']} ms, "
+                f"max {f['max']} ms, n={f['n']}, late {t['late']}, early {t['early']}"
+            )
+        self.stdout.write(f"429 answers from the stand-in: {result['rate_limited_answers']}")
         self._write_json(options, result)
 
     def _write_json(self, options: dict[str, Any], result: dict[str, Any]) -> None:
