@@ -180,10 +180,11 @@ def drafts_for_report(*, report_id: int) -> list[SocialPost]:
     if report.status not in (AiReport.Status.APPROVED, AiReport.Status.PUBLISHED):
         raise SourceNotPublishable(f"report {report_id} is {report.status}: only approved reports are posted")
     title = texts.report_title(kind_label=report.get_kind_display(), day=report.day)
+    content = report.published_text or report.content  # the approver's edits of the report carry over
     drafts = {
         # A tweet has no room for the template notice; the Reddit post keeps the report as written.
-        Platform.X: texts.report_x(title=title, content=report.content, drop=(TEMPLATE_NOTICE,)),
-        Platform.REDDIT: texts.report_reddit(title=title, content=report.content),
+        Platform.X: texts.report_x(title=title, content=content, drop=(TEMPLATE_NOTICE,)),
+        Platform.REDDIT: texts.report_reddit(title=title, content=content),
     }
     with transaction.atomic():
         return [
