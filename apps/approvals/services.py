@@ -268,22 +268,20 @@ def request_decide(
             expired = True
         elif request.status == Status.PENDING and revision is not None and revision != request.revision:
             stale = True  # refused below, outside this transaction
-        elif request.status == Status.PENDING:
-            if text is not None and request.max_length is not None and len(text) > request.max_length:
-                pass  # refused below, outside this transaction
-            else:
-                _apply(request, decision=decision, text=text, note=note, actor=actor, now=now)
-                action_record(
-                    request=request,
-                    channel=channel,
-                    actor=actor,
-                    telegram_user_id=telegram_user_id,
-                    action=decision,
-                    allowed=True,
-                    reason=note,
-                    detail={"revision": request.revision, "edited": text is not None},
-                )
-                return request
+        elif request.status == Status.PENDING and not _too_long(text, request.max_length):
+            _apply(request, decision=decision, text=text, note=note, actor=actor, now=now)
+            action_record(
+                request=request,
+                channel=channel,
+                actor=actor,
+                telegram_user_id=telegram_user_id,
+                action=decision,
+                allowed=True,
+                reason=note,
+                detail={"revision": request.revision, "edited": text is not None},
+            )
+            return request
+        # Otherwise refused below, outside this transaction (the refusal must be recorded even so).
     if expired:
         raise refuse(NotPending(f"request {request_id} expired at {request.expires_at.isoformat()} unanswered"))
     if stale:
@@ -298,6 +296,10 @@ def request_decide(
     raise refuse(
         InvalidText(f"the text has {len(text or '')} characters; this channel takes at most {request.max_length}")
     )
+
+
+def _too_long(text: str | None, max_length: int | None) -> bool:
+    return text is not None and max_length is not None and len(text) > max_length
 
 
 def _apply(request: ApprovalRequest, *, decision: str, text: str | None, note: str, actor: str, now: Any) -> None:

@@ -86,12 +86,13 @@ def test_every_secret_without_a_default_is_required_by_compose():
     assert set(re.findall(r"\$\{([A-Z_]+):\?set \1", text)) == set(REQUIRED_ENV)
 
 
-STAGES_BUT_EXECUTION = ("ingestion", "analytics", "signals", "risk", "distribution", "commentary", "ops")
+STAGES_BUT_EXECUTION = ("ingestion", "analytics", "signals", "risk", "distribution", "ops")
 EXPECTED_COMMANDS = {
     "migrate": ["sh", "-c", "python manage.py migrate --noinput && python manage.py setup_schedules"],
     "web": ["gunicorn", "tradingplatform.wsgi", "-b", "0.0.0.0:8000"],
     "worker": ["celery", "-A", "tradingplatform", "worker", "-Q", ",".join(STAGES_BUT_EXECUTION)],
     "execution-worker": ["celery", "-A", "tradingplatform", "worker", "-Q", "execution", "-c", "1"],
+    "commentary-worker": ["celery", "-A", "tradingplatform", "worker", "-Q", "commentary", "-c", "2"],
     "beat": ["celery", "-A", "tradingplatform", "beat", "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
     "flower": [
         "celery",
@@ -120,8 +121,10 @@ def test_the_workers_together_consume_every_stage_queue_and_only_one_takes_execu
         argv = compose_command(service)
         return set(argv[argv.index("-Q") + 1].split(","))
 
-    assert consumed("worker") | consumed("execution-worker") == set(queues.ALL)
-    assert consumed("worker") & consumed("execution-worker") == set()
+    workers = ("worker", "execution-worker", "commentary-worker")
+    assert set().union(*(consumed(w) for w in workers)) == set(queues.ALL)
+    assert sum(len(consumed(w)) for w in workers) == len(queues.ALL)  # no queue consumed twice
+    assert consumed("execution-worker") == {"execution"}
 
 
 def test_listeners_are_behind_the_listeners_profile_and_the_core_processes_are_not():

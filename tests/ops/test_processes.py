@@ -150,6 +150,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
     commands = {
         "web": (_loopback(_local(compose_command("web")), web_port), web_port),
         "worker": (_local(compose_command("worker")), None),
+        # Compose gives each container its own host name; here both workers share one, so this one gets its own node.
+        "commentary-worker": ([*_local(compose_command("commentary-worker")), "-n", "commentary@%h"], None),
         "beat": (_local(compose_command("beat")), None),
         "flower": (
             _loopback(_local(compose_command("flower", FLOWER_BASIC_AUTH=FLOWER_CREDENTIALS)), flower_port),
@@ -215,6 +217,20 @@ def test_a_worker_with_the_compose_command_consumes_the_canary(stack):
     # The compose healthcheck's question (inspect ping), asked over the same broker.
     replies = celery_app.control.ping(destination=[f"celery@{socket.gethostname()}"], timeout=5)
     assert replies and all(reply == {"ok": "pong"} for r in replies for reply in r.values())
+
+
+def test_the_commentary_worker_with_the_compose_command_consumes_only_the_commentary_queue(stack):
+    def commentary_consumers():
+        queues = celery_app.control.inspect(timeout=2).active_queues() or {}
+        return {
+            node: sorted(q["name"] for q in qs)
+            for node, qs in queues.items()
+            if any(q["name"] == "commentary" for q in qs)
+        }
+
+    consumers = stack.wait_for("commentary-worker", commentary_consumers, "a worker consuming the commentary queue")
+
+    assert list(consumers.values()) == [["commentary"]]
 
 
 def test_a_task_failing_on_the_worker_leaves_a_dead_letter_row(stack):
