@@ -318,3 +318,12 @@ def test_manage_py_telegram_bot_presents_requests_and_stops_cleanly_on_sigterm(t
             process.kill()
     assert "telegram_bot: stopped" in log.read_text()
     assert len(telegram.messages_in(CHAT)) == 1
+
+
+def test_the_command_stops_with_a_clear_error_when_telegram_refuses_the_token(settings, telegram):
+    settings.TELEGRAM_BOT_TOKEN = "999:WRONG"
+    settings.TELEGRAM_BASE_URL = telegram.api_root
+    settings.TELEGRAM_APPROVER_CHAT_ID = str(CHAT)
+    with pytest.raises(CommandError, match="Telegram refused TELEGRAM_BOT_TOKEN"):
+        call_command("telegram_bot")
+    assert [c.status for c in telegram.calls_to("getMe")] == [401]

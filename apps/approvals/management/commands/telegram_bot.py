@@ -10,6 +10,7 @@ import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from telegram.error import InvalidToken
 
 from apps.approvals.telegram.bot import ApproverBot, BotConfig
 
@@ -51,7 +52,10 @@ class Command(BaseCommand):
             outbox_interval=float(options["outbox_interval"]),  # type: ignore[arg-type]
             min_send_interval=float(options["min_send_interval"]),  # type: ignore[arg-type]
         )
-        asyncio.run(self._serve(config))
+        try:
+            asyncio.run(self._serve(config))
+        except InvalidToken as error:
+            raise CommandError(f"Telegram refused TELEGRAM_BOT_TOKEN: {error}") from error
 
     async def _serve(self, config: BotConfig) -> None:
         stop = asyncio.Event()
