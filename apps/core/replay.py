@@ -193,11 +193,13 @@ def summarize(counts: ReplayCounts) -> dict[str, Any]:
     """The replay's summary: this run's frame accounting and the played day's state in every stage."""
     from django.db.models import Count, Q, Sum
 
-    from apps.commentary.models import AiReport
+    from apps.approvals.models import ApprovalRequest
+    from apps.commentary.models import AiExplanation, AiReport
     from apps.distribution.models import DistributionPost
     from apps.execution.models import Order, Position, Trade
     from apps.risk.models import RiskDecision
     from apps.signals.models import Signal
+    from apps.social.models import SocialPost
 
     day = calendar.market_day(counts.first_received_at) if counts.first_received_at else None
     summary: dict[str, Any] = {
@@ -238,6 +240,8 @@ def summarize(counts: ReplayCounts) -> dict[str, Any]:
         .order_by("tier")
     }
     reports = AiReport.objects.filter(day=day) if day else AiReport.objects.none()
+    explanations = AiExplanation.objects.filter(trade_id__in=trades.values("id"))
+    social = SocialPost.objects.filter(source_ref__in=[f"trade:{pk}" for pk in trades.values_list("id", flat=True)])
     summary.update(
         {
             "signals": {"total": sum(by_strategy.values()), "by_strategy": by_strategy},
@@ -274,6 +278,20 @@ def summarize(counts: ReplayCounts) -> dict[str, Any]:
             "reports": {
                 "count": reports.count(),
                 "by_kind": {r.kind: ("template" if r.is_template else r.model) for r in reports.order_by("kind")},
+            },
+            "explanations": {
+                "count": explanations.count(),
+                "by_status": dict(explanations.values_list("status").annotate(n=Count("id")).order_by()),
+                "template": explanations.filter(is_template=True).count(),
+            },
+            "social": {"by_status": dict(social.values_list("status").annotate(n=Count("id")).order_by())},
+            "approvals": {
+                "pending": dict(
+                    ApprovalRequest.objects.filter(status="pending")
+                    .values_list("subject_type")
+                    .annotate(n=Count("id"))
+                    .order_by()
+                )
             },
         }
     )

@@ -108,6 +108,14 @@ def test_an_hour_of_trading_goes_through_every_stage_and_a_second_replay_adds_no
     assert all(counts["sent"] > 0 for counts in tiers.values())
     # the day is played from 08:59 to 16:35 New York: all three reports were written, as templates (no API key)
     assert first["reports"]["by_kind"] == {"pre_market": "template", "intraday": "template", "post_market": "template"}
+    # every executed trade got its explanation (template, citing its evidence); nobody approved any in the replay, so
+    # each waits for a person or expired unanswered on the simulated beat (the approval TTL is an hour)
+    assert first["explanations"]["count"] == first["trades"]["opened"]
+    assert first["explanations"]["template"] == first["explanations"]["count"]
+    assert set(first["explanations"]["by_status"]) <= {"pending_approval", "expired"}
+    assert first["approvals"]["pending"].get("ai_explanation", 0) == first["explanations"]["by_status"].get(
+        "pending_approval", 0
+    )
     every_signal_explained = Signal.objects.exclude(rationale="").exclude(rule="").count()
     assert every_signal_explained == Signal.objects.count()
     before = _state()

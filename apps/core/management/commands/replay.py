@@ -137,4 +137,13 @@ def render(summary: dict[str, Any]) -> str:
     reports = summary["reports"]
     kinds = ", ".join(f"{k} ({v})" for k, v in reports["by_kind"].items()) or "none"
     lines.append(f"  reports     {reports['count']}: {kinds}")
+    explanations = summary["explanations"]
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(explanations["by_status"].items())) or "none"
+    lines.append(
+        f"  explained   {explanations['count']} trades ({statuses}; {explanations['template']} by the template)"
+    )
+    social = ", ".join(f"{k} {v}" for k, v in sorted(summary["social"]["by_status"].items())) or "none"
+    lines.append(f"  social      {social}")
+    pending = ", ".join(f"{k} {v}" for k, v in sorted(summary["approvals"]["pending"].items())) or "none"
+    lines.append(f"  approvals   waiting: {pending}")
     return "\n".join(lines)
