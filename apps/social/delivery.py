@@ -11,24 +11,11 @@ from dataclasses import dataclass
 
 import requests
 
+from apps.core.transport import TransportError
+
+__all__ = ["Published", "TransportError", "excerpt"]  # TransportError re-exported: callers catch it from here
+
 EXCERPT_CHARS = 300
-
-
-class TransportError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        excerpt: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.excerpt = excerpt
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from apps.core import calendar
 from apps.core.money import cents
+from apps.distribution.discord.messages import EXIT_REASONS
 
 X_MAX = 280
 REDDIT_TITLE_MAX = 300
@@ -22,12 +23,6 @@ ELLIPSIS = "…"
 TRADE_DISCLAIMER = "Automated trade log, not investment advice."
 REPORT_DISCLAIMER = "Automated market summary, not investment advice."
 
-EXIT_REASONS = {
-    "target": "profit target reached",
-    "stop": "stop loss hit",
-    "time": "time exit",
-    "flatten": "flattened before the close",
-}
 STRATEGIES = {"zero_dte": "0DTE", "one_dte": "1DTE", "swing_14d": "14-day swing", "moc": "market-on-close"}
 
 

@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from apps.commentary import selectors
 from apps.commentary.claude.transport import TransportError
 from apps.commentary.models import AiExplanation, CallPurpose
 from apps.commentary.services.calls import Answer, claude_call
-from apps.core import calendar, clock, store
+from apps.commentary.services.storage import text_row_store
+from apps.core import calendar, store
 
 logger = logging.getLogger(__name__)
 
@@ -167,23 +168,10 @@ def explanation_title(evidence: dict[str, Any]) -> str:
 def _write(*, trade_id: int, values: dict[str, Any]) -> tuple[AiExplanation, bool]:
     """Store the explanation unless a concurrent run stored a good one first; returns (row, stored_by_us).  A new
     ``pending_approval`` row opens its approval request in the same transaction."""
-    now = clock.now()
     with transaction.atomic():
-        existing = AiExplanation.objects.select_for_update().filter(trade_id=trade_id).first()
-        if existing is not None and existing.status != Status.FAILED:
-            return existing, False
-        if existing is not None:
-            for name, value in values.items():
-                setattr(existing, name, value)
-            existing.updated_at = now
-            existing.save()
-            row = existing
-        else:
-            try:
-                with transaction.atomic():
-                    row = AiExplanation.objects.create(trade_id=trade_id, created_at=now, updated_at=now, **values)
-            except IntegrityError:
-                return AiExplanation.objects.get(trade_id=trade_id), False
+        row, stored = text_row_store(AiExplanation, key={"trade_id": trade_id}, values=values)
+        if not stored:
+            return row, False
         if row.status == Status.PENDING_APPROVAL:
             from apps.approvals.services import request_open
 

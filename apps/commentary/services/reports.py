@@ -14,13 +14,14 @@ from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from apps.commentary import selectors
 from apps.commentary.claude.transport import TransportError
 from apps.commentary.models import AiReport, CallPurpose, ReportKind
 from apps.commentary.services.calls import claude_call
-from apps.core import clock, store
+from apps.commentary.services.storage import text_row_store
+from apps.core import store
 
 logger = logging.getLogger(__name__)
 
@@ -142,23 +143,10 @@ def report_template(*, kind: str, day: date, facts: dict[str, Any]) -> str:
 
 def _write(*, kind: str, day: date, values: dict[str, Any]) -> tuple[AiReport, bool]:
     """Store the report unless a concurrent run stored a good one first; returns (report, stored_by_us)."""
-    now = clock.now()
     with transaction.atomic():
-        existing = AiReport.objects.select_for_update().filter(kind=kind, day=day).first()
-        if existing is not None and existing.status != AiReport.Status.FAILED:
-            return existing, False
-        if existing is not None:
-            for name, value in values.items():
-                setattr(existing, name, value)
-            existing.updated_at = now
-            existing.save()
-            report = existing
-        else:
-            try:
-                with transaction.atomic():
-                    report = AiReport.objects.create(kind=kind, day=day, created_at=now, updated_at=now, **values)
-            except IntegrityError:
-                return AiReport.objects.get(kind=kind, day=day), False
+        report, stored = text_row_store(AiReport, key={"kind": kind, "day": day}, values=values)
+        if not stored:
+            return report, False
         if report.status == AiReport.Status.PENDING_APPROVAL:
             from apps.approvals.services import request_open
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from apps.core.transport import TransportError
+
+__all__ = ["Delivery", "TransportError", "webhook_send"]  # TransportError re-exported: callers catch it here
 from discord_webhook import DiscordWebhook
 
 logger = logging.getLogger(__name__)
@@ -21,23 +25,6 @@ HTTP_TIMEOUT_SECONDS = 10.0
 EXCERPT_CHARS = 300
 # 4xx answers that will never succeed on a retry with the same payload: gone, unauthorized, forbidden, malformed.
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 413})
-
-
-class TransportError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        excerpt: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.excerpt = excerpt
 
 
 @dataclass(frozen=True)
