@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
 
 from apps.core import calendar
 from apps.core.money import cents
 from apps.distribution.discord.messages import EXIT_REASONS
+from apps.distribution.discord.messages import TradeLike as ClosedTrade  # the attributes a post reads
 
 X_MAX = 280
 REDDIT_TITLE_MAX = 300
@@ -24,46 +24,6 @@ TRADE_DISCLAIMER = "Automated trade log, not investment advice."
 REPORT_DISCLAIMER = "Automated market summary, not investment advice."
 
 STRATEGIES = {"zero_dte": "0DTE", "one_dte": "1DTE", "swing_14d": "14-day swing", "moc": "market-on-close"}
-
-
-class ClosedTrade(Protocol):
-    """The attributes of ``apps.execution.models.Trade`` a post needs (read-only, like the Discord messages')."""
-
-    @property
-    def pk(self) -> int: ...
-
-    @property
-    def strategy(self) -> str: ...
-
-    @property
-    def ticker(self) -> str: ...
-
-    @property
-    def option_symbol(self) -> str: ...
-
-    @property
-    def quantity(self) -> int: ...
-
-    @property
-    def entry_price(self) -> Decimal: ...
-
-    @property
-    def entry_at(self) -> datetime: ...
-
-    @property
-    def exit_price(self) -> Decimal | None: ...
-
-    @property
-    def exit_at(self) -> datetime | None: ...
-
-    @property
-    def exit_reason(self) -> str: ...
-
-    @property
-    def realized_pnl(self) -> Decimal | None: ...
-
-    @property
-    def fees(self) -> Decimal: ...
 
 
 @dataclass(frozen=True)
