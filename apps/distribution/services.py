@@ -444,10 +444,14 @@ def _reclaim(post: DistributionPost, *, now: datetime, why: str) -> bool:
 def posts_reclaim_stuck() -> int:
     """Put back on the schedule every post stuck in ``sending`` longer than SENDING_TIMEOUT (its worker died)."""
     now = clock.now()
+    stuck = DistributionPost.objects.filter(status=Status.SENDING, claimed_at__lt=now - SENDING_TIMEOUT)
+    return _reclaim_all(list(stuck), now=now)
+
+
+def _reclaim_all(stuck: list[DistributionPost], *, now: datetime) -> int:
     reclaimed = 0
-    cutoff = now - SENDING_TIMEOUT
-    for post in DistributionPost.objects.filter(status=Status.SENDING, claimed_at__lt=cutoff):
-        assert post.claimed_at is not None  # claimed_at__lt above
+    for post in stuck:
+        assert post.claimed_at is not None  # only posts claimed before the cutoff are passed
         if _reclaim(post, now=now, why=f"send never finished, in sending since {post.claimed_at.isoformat()}"):
             reclaimed += 1
     if reclaimed:
@@ -631,32 +635,41 @@ def posts_release_due() -> dict[str, Any]:
     OVERDUE), oldest first, up to RELEASE_BATCH, and queue countdown sends for what falls due within LOOKAHEAD.
     Returns counts: sent, late, rate_limited, retried, failed, reclaimed, queued, by_tier.
 
-    Safe to run concurrently and repeatedly: each post is claimed by one conditional UPDATE before it is sent, and
-    each release time is queued once.
+    One query finds all of it (the sweep runs every 5 s, and every 5 simulated seconds in a replay).  Safe to run
+    concurrently and repeatedly: each post is claimed by one conditional UPDATE before it is sent, and each release
+    time is queued once.
     """
+    from celery import current_app
+
     counts = ReleaseCounts()
-    counts.reclaimed = posts_reclaim_stuck()
     now = clock.now()
-    due = list(
-        DistributionPost.objects.filter(status=Status.SCHEDULED, release_at__lte=now)
-        .filter(Q(release_at__lte=now - OVERDUE) | Q(dispatched_for__isnull=True) | ~Q(dispatched_for=F("release_at")))
-        .order_by("release_at", "pk")
-        .values_list("pk", "tier")[:RELEASE_BATCH]
-    )
-    blocked: set[str] = set()
-    for post_id, tier in due:
-        if tier in blocked:
-            continue  # _block_tier pushed it past the rate limit; claiming it now would fail the release_at check
-        outcome = post_release(post_id=post_id, counts=counts)
-        if outcome == Outcome.RATE_LIMITED:
-            blocked.add(tier)
-    upcoming = list(
+    # With eager tasks nothing can be queued for later: the sweep sends everything that is due.
+    horizon = now if current_app.conf.task_always_eager else now + LOOKAHEAD
+    candidates = list(
         DistributionPost.objects.filter(
-            status=Status.SCHEDULED, release_at__gt=clock.now(), release_at__lte=clock.now() + LOOKAHEAD
+            Q(status=Status.SCHEDULED, release_at__lte=horizon)
+            | Q(status=Status.SENDING, claimed_at__lt=now - SENDING_TIMEOUT)
         )
-        .filter(Q(dispatched_for__isnull=True) | ~Q(dispatched_for=F("release_at")))
-        .values_list("pk", "release_at")[:RELEASE_BATCH]
+        .order_by("release_at", "pk")
+        .only("pk", "status", "tier", "release_at", "dispatched_for", "claimed_at", "claim_token")[: RELEASE_BATCH * 2]
     )
+    counts.reclaimed = _reclaim_all([p for p in candidates if p.status == Status.SENDING], now=now)
+    now = clock.now()
+    scheduled = [p for p in candidates if p.status == Status.SCHEDULED]
+    # Sent here: due posts with no countdown task on the way for this release time, or whose task is overdue.
+    due = [
+        p
+        for p in scheduled
+        if p.release_at <= now and (p.dispatched_for != p.release_at or p.release_at <= now - OVERDUE)
+    ][:RELEASE_BATCH]
+    blocked: set[str] = set()
+    for post in due:
+        if post.tier in blocked:
+            continue  # _block_tier pushed it past the rate limit; claiming it now would fail the release_at check
+        outcome = post_release(post_id=post.pk, counts=counts)
+        if outcome == Outcome.RATE_LIMITED:
+            blocked.add(post.tier)
+    upcoming = [(p.pk, p.release_at) for p in scheduled if p.release_at > now and p.dispatched_for != p.release_at]
     result = counts.as_dict()
-    result["queued"] = _dispatch(upcoming)
+    result["queued"] = _dispatch(upcoming) if upcoming else 0
     return result

@@ -502,9 +502,15 @@ def post_publish(*, post_id: int) -> str | None:
 def posts_reclaim_stuck() -> int:
     """Put back every post stuck in ``publishing`` longer than PUBLISHING_TIMEOUT (its worker died)."""
     now = clock.now()
+    return _reclaim_all(
+        list(SocialPost.objects.filter(status=Status.PUBLISHING, claimed_at__lt=now - PUBLISHING_TIMEOUT)), now=now
+    )
+
+
+def _reclaim_all(stuck: list[SocialPost], *, now: datetime) -> int:
     reclaimed = 0
-    for post in SocialPost.objects.filter(status=Status.PUBLISHING, claimed_at__lt=now - PUBLISHING_TIMEOUT):
-        assert post.claimed_at is not None  # claimed_at__lt above
+    for post in stuck:
+        assert post.claimed_at is not None  # only posts claimed before the cutoff are passed
         updated = SocialPost.objects.filter(pk=post.pk, status=Status.PUBLISHING, claimed_at=post.claimed_at).update(
             status=Status.APPROVED, next_attempt_at=now, claimed_at=None, last_error=RECLAIMED
         )
@@ -520,15 +526,23 @@ def posts_publish_due() -> dict[str, int]:
     """Publish every approved post that is due (oldest first, up to PUBLISH_BATCH), after reclaiming abandoned ones.
     Returns counts: published, rate_limited, retried, failed, refused, reclaimed.
 
-    Safe to run concurrently and repeatedly: each post is claimed by one conditional UPDATE before it is published.
+    One query finds both (the sweep also runs every 15 simulated seconds of a replay).  Safe to run concurrently and
+    repeatedly: each post is claimed by one conditional UPDATE before it is published.
     """
     counts = PublishCounts()
-    counts.reclaimed = posts_reclaim_stuck()
-    due = list(
-        SocialPost.objects.filter(_due(), status=Status.APPROVED)
-        .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
-        .values_list("pk", "platform")[:PUBLISH_BATCH]
+    now = clock.now()
+    candidates = list(
+        SocialPost.objects.filter(
+            (Q(status=Status.APPROVED) & _due()) | Q(status=Status.PUBLISHING, claimed_at__lt=now - PUBLISHING_TIMEOUT)
+        ).order_by(F("next_attempt_at").asc(nulls_first=True), "pk")[: PUBLISH_BATCH * 2]
     )
+    if not candidates:
+        return counts.as_dict()
+    counts.reclaimed = _reclaim_all([p for p in candidates if p.status == Status.PUBLISHING], now=now)
+    due = [(p.pk, p.platform) for p in candidates if p.status == Status.APPROVED][:PUBLISH_BATCH]
+    if counts.reclaimed:
+        # Reclaimed posts are due at once: take them in this sweep too.
+        due += [(p.pk, p.platform) for p in candidates if p.status == Status.PUBLISHING][: PUBLISH_BATCH - len(due)]
     limited: set[str] = set()
     for post_id, platform in due:
         if platform in limited:
