@@ -157,9 +157,16 @@ def test_a_listener_killed_mid_order_and_restarted_loses_nothing_and_doubles_not
     )
     assert not ReconciliationIssue.objects.filter(resolved=False).exists()
     # The listener keeps the broker's account for the risk manager: IB's net liquidation, cash and margin.
-    wait_for(lambda: redis_store.hget("risk:account:broker", "NetLiquidation"), timeout=10, what="account values")
+    # The account is asked for again after each fill, so it converges on the broker's values after both fills.
+    wait_for(
+        lambda: (
+            Decimal(redis_store.hget("risk:account:broker", "NetLiquidation") or "0")
+            == sim.account_values()["NetLiquidation"]
+        ),
+        timeout=10,
+        what="account values after both fills",
+    )
     account = redis_store.hgetall("risk:account:broker")
-    assert Decimal(account["NetLiquidation"]) == sim.account_values()["NetLiquidation"]
     assert {"BuyingPower", "MaintMarginReq", "TotalCashValue", "updated_at"} <= set(account)
 
 

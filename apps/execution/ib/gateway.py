@@ -168,6 +168,7 @@ class IBGateway:
         self._ticks: list[dict[str, Any]] = []
         self._account_values: dict[str, str] = {}
         self._account_req: int | None = None
+        self.account_stale = False  # a live fill since the last account request
         self._failures = 0
         self._next_attempt = 0.0
         self.needs_reconcile = False
@@ -376,6 +377,7 @@ class IBGateway:
         if execution.req_id != -1:
             return  # the answer to a snapshot that already ended
         self.sink.order_event("execution", data)
+        self.account_stale = True  # a fill moves cash and margin: the listener asks for the account again
         if not self._pending_for_order(execution.order_id):
             for held in self._held.pop(execution.order_id, []):
                 if isinstance(held, ev.OrderStatusEvent):
@@ -596,6 +598,7 @@ class IBGateway:
         """Ask for the account summary; the values reach the sink when TWS ends the answer."""
         if self.conn is None or not self.connected:
             return
+        self.account_stale = False
         if self._account_req is not None:
             self.conn.cancelAccountSummary(self._account_req)
         self._req_id += 1

@@ -113,7 +113,7 @@ class IBListener:
         self.gateway.pump(0.05)
         self._answer_inflight()
         self._commands(force_scan=now - self._last_scan >= 1.0)
-        if now - self._last_account >= ACCOUNT_REFRESH_SECONDS:
+        if now - self._last_account >= ACCOUNT_REFRESH_SECONDS or self.gateway.account_stale:
             self._last_account = now
             self.gateway.request_account()
         if now - self._last_subscriptions >= SUBSCRIPTIONS_REFRESH_SECONDS:
