@@ -46,15 +46,15 @@ class ApprovalError(Exception):
 
 
 class NotAuthorized(ApprovalError):
-    pass
+    """The person lacks the permission, is inactive, or is not linked to anyone."""
 
 
 class NotPending(ApprovalError):
-    pass
+    """The request was already decided, or expired unanswered."""
 
 
 class InvalidText(ApprovalError):
-    pass
+    """The text is empty or longer than the publishing channel takes."""
 
 
 class StaleRevision(ApprovalError):
