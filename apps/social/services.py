@@ -154,17 +154,7 @@ def drafts_for_trade(*, kind: str, trade_id: int) -> list[SocialPost]:
         Platform.REDDIT: texts.trade_exit_reddit(trade, rationale=trade.signal.rationale or ""),
     }
     subject = f"closed trade #{trade.pk} {trade.option_symbol}"
-    with transaction.atomic():
-        return [
-            _draft(
-                platform=platform,
-                source=Source.TRADE,
-                source_ref=f"trade:{trade.pk}",
-                subject=subject,
-                draft=drafts[Platform(platform)],
-            )
-            for platform in settings.SOCIAL_PLATFORMS
-        ]
+    return _drafts_for(source=Source.TRADE, source_ref=f"trade:{trade.pk}", subject=subject, drafts=drafts)
 
 
 def drafts_for_report(*, report_id: int) -> list[SocialPost]:
@@ -186,13 +176,18 @@ def drafts_for_report(*, report_id: int) -> list[SocialPost]:
         Platform.X: texts.report_x(title=title, content=content, drop=(TEMPLATE_NOTICE,)),
         Platform.REDDIT: texts.report_reddit(title=title, content=content),
     }
+    return _drafts_for(source=Source.REPORT, source_ref=f"report:{report.pk}", subject=title, drafts=drafts)
+
+
+def _drafts_for(*, source: str, source_ref: str, subject: str, drafts: dict[Platform, texts.Draft]) -> list[SocialPost]:
+    """One draft per configured platform for one source, in one transaction (each opens its approval request)."""
     with transaction.atomic():
         return [
             _draft(
                 platform=platform,
-                source=Source.REPORT,
-                source_ref=f"report:{report.pk}",
-                subject=title,
+                source=source,
+                source_ref=source_ref,
+                subject=subject,
                 draft=drafts[Platform(platform)],
             )
             for platform in settings.SOCIAL_PLATFORMS

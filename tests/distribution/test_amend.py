@@ -10,24 +10,17 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from apps.core import clock
 from apps.distribution import services
 from apps.distribution.models import DistributionPost, DistributionTier
 from apps.ops.models import AuditLog
 from tests.distribution.conftest import SESSION_START, schedule_trade, trade_like
+from tests.distribution.test_release import _simulated_session, at
 
 pytestmark = pytest.mark.django_db
 Status = DistributionPost.Status
 
 
-def at(seconds: float) -> None:
-    clock.advance_to(SESSION_START + timedelta(seconds=seconds))
-
-
-@pytest.fixture(autouse=True)
-def _simulated_session():
-    clock.set_simulated(SESSION_START)
-    yield
+__all__ = ["_simulated_session"]  # the release tests' simulated session clock (autouse)
 
 
 def test_a_retraction_reaches_every_tier_that_got_the_post_and_the_others_never_get_it(discord, webhooks):
