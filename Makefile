@@ -55,9 +55,15 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# What the tests need from Debian besides Python: docker-compose (compose.yaml validation), chromium (the admin's
+# browser test, driven by playwright) and prometheus (its promtool checks the alert rules).
+SYSTEM_TOOLS := docker-compose:docker-compose chromium:chromium promtool:prometheus
+
 test: lint
-	@command -v docker-compose >/dev/null || { echo "installing docker-compose (compose.yaml validation)"; \
-	  (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 || echo "docker-compose unavailable"; }
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	  if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	      >/dev/null 2>&1 || echo "could not install$$missing"; fi
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) TP_TASKS_EAGER=1 $(BIN)/pytest
 
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tp_bench

@@ -46,3 +46,55 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target}".strip()
+
+
+class Alert(models.Model):
+    """One operator alert: a condition that fired (feed stale, kill switch tripped, queue backlog...), from the
+    platform's own evaluator (``source=platform``) or from Prometheus through Alertmanager (``source=alertmanager``).
+
+    ``key`` names the condition and its subject (``feed_stale:uw_stream``); at most one row per key is open (not
+    resolved) at a time, so a condition that keeps firing updates ``last_seen_at`` instead of piling up rows.  A
+    person acknowledges an alert (who and when are kept); a resolved alert stays for the record.
+    """
+
+    class Severity(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    class Source(models.TextChoices):
+        PLATFORM = "platform"
+        ALERTMANAGER = "alertmanager"
+
+    key = models.CharField(max_length=200, db_index=True)
+    rule = models.CharField(max_length=100, db_index=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.PLATFORM)
+    summary = models.CharField(max_length=300)
+    detail = models.JSONField(default=dict, blank=True)
+    raised_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivery_error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "ops_alerts"
+        ordering = ("-raised_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(resolved_at__isnull=True), name="ops_alert_one_open"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["raised_at"], condition=models.Q(acknowledged_at__isnull=True), name="ops_alert_unacked"
+            )
+        ]
+        permissions = [("acknowledge_alert", "Can acknowledge alerts")]
+
+    def __str__(self) -> str:
+        state = "resolved" if self.resolved_at else ("acknowledged" if self.acknowledged_at else "open")
+        return f"[{self.severity}] {self.summary} ({state})"
