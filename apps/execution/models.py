@@ -86,6 +86,7 @@ class Order(models.Model):
 
     class Meta:
         db_table = "execution_orders"
+        permissions = [("cancel_order", "Can cancel a working order")]
         constraints = [
             models.UniqueConstraint(fields=["signal", "leg", "attempt"], name="execution_order_signal_leg_attempt")
         ]
@@ -160,6 +161,7 @@ class Trade(models.Model):
 
     class Meta:
         db_table = "trades"
+        permissions = [("close_position", "Can close an open trade now")]
 
     def __str__(self) -> str:
         return f"{self.strategy} {self.option_symbol} x{self.quantity} ({self.status})"

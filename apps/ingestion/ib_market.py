@@ -34,6 +34,7 @@ from django.db import transaction
 from apps.core import clock, occ
 from apps.core.store import get_redis
 from apps.ingestion import redis_keys
+from apps.ingestion.feeds import IB_MARKET, feed_is_paused
 from apps.ingestion.models import GREEK, PRICE, IBQuote
 
 logger = logging.getLogger(__name__)
@@ -274,7 +275,13 @@ def ib_ticks_ingest(*, ticks: list[dict[str, object]]) -> int:
     stored (bad key, field, number or time) is skipped and counted in one WARNING per batch; a hash only takes a
     batch whose newest tick for it is at least as new as the hash's ``ts``, so a late batch never rewinds it (its
     values stay in its rows).  Returns the number of rows written.
+
+    While the ``ib_market`` feed is paused (``apps.ingestion.feeds``) the batch is dropped whole and 0 returned: an
+    operator pauses it because the broker's data is wrong, and stale-but-right hashes are better than fresh wrong ones.
     """
+    if feed_is_paused(IB_MARKET):
+        logger.info("IB ticks: dropped a batch of %d, the ib_market feed is paused", len(ticks))
+        return 0
     parsed: list[Tick] = []
     skipped: Counter[str] = Counter()
     first_reason = ""

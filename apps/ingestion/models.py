@@ -427,8 +427,10 @@ class OptionContract(models.Model):
 
 
 class StreamControl(models.Model):
-    """Every pause and resume of the Unusual Whales listener, by whom and why (the Redis flag mirrors the newest)."""
+    """Every pause and resume of a market data feed (``apps.ingestion.feeds.FEEDS``: the UW socket listener, the UW
+    REST pollers, IB market data), by whom and why; each feed's Redis flag mirrors its newest row."""
 
+    feed = models.CharField(max_length=20, default="uw_stream", db_index=True)
     paused = models.BooleanField()
     by = models.CharField(max_length=150)
     reason = models.TextField(blank=True)
@@ -437,9 +439,10 @@ class StreamControl(models.Model):
     class Meta:
         db_table = "uw_stream_controls"
         ordering = ["-at", "-id"]
+        permissions = [("pause_feed", "Can pause and resume a market data feed")]
 
     def __str__(self) -> str:
-        return f"uw_stream {'paused' if self.paused else 'resumed'} by {self.by} @ {self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.feed} {'paused' if self.paused else 'resumed'} by {self.by} @ {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class IBQuote(models.Model):

@@ -13,6 +13,7 @@ from django.db import OperationalError
 
 from apps.core import calendar, clock
 from apps.ingestion import rest_services
+from apps.ingestion.feeds import UW_REST, feed_is_paused
 from apps.ingestion.uw.rest import UWDailyLimitReached, UWRestError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,15 @@ def _should_skip(market_hours_only: bool) -> bool:
     return market_hours_only and not market_is_open(clock.now())
 
 
+def _paused_answer(**what: Any) -> dict[str, Any] | None:
+    # An operator paused the REST feed (a vendor incident, a budget to keep): the poll is skipped, not queued for
+    # later; beat fires the next one on schedule and it runs once the feed is resumed.
+    if not feed_is_paused(UW_REST):
+        return None
+    logger.info("ingestion REST poll %s skipped: the uw_rest feed is paused", what)
+    return {**what, "skipped": "the uw_rest feed is paused"}
+
+
 def _retry_transient(task: Task, exc: UWRestError) -> None:
     """Retry a transient UW error after what UW asked for, else exponential backoff; both with jitter."""
     retries = task.request.retries
@@ -63,7 +73,8 @@ def rest_poll(
 ) -> dict[str, Any] | None:
     """Poll one Unusual Whales endpoint into its table (``rest_services.rest_poll``).
 
-    Does nothing on a simulated clock (a replay) or, with ``market_hours_only``, outside the session.
+    Does nothing on a simulated clock (a replay), with ``market_hours_only`` outside the session, or while the
+    ``uw_rest`` feed is paused (``apps.ingestion.feeds``).
     Running it twice is safe: every table is keyed on the feed's natural key and written with ``ON CONFLICT``, so a
     second run of the same page adds no row (option contracts are updated in place, never to an older snapshot); the
     second response is archived as what it is, another request.  Transient failures (429, 5xx, timeouts, the minute
@@ -72,6 +83,9 @@ def rest_poll(
     """
     if _should_skip(market_hours_only):
         return None
+    paused = _paused_answer(endpoint=endpoint, ticker=ticker)
+    if paused is not None:
+        return paused
     try:
         return rest_services.rest_poll(endpoint=endpoint, ticker=ticker).summary()
     except UWDailyLimitReached as exc:
@@ -100,13 +114,17 @@ def flow_alerts_backfill(
 ) -> dict[str, Any] | None:
     """Fill the gap between the newest stored flow alert (or ``since``, ISO) and now from REST.
 
-    Does nothing on a simulated clock (a replay) or, with ``market_hours_only``, outside the session.
+    Does nothing on a simulated clock (a replay), with ``market_hours_only`` outside the session, or while the
+    ``uw_rest`` feed is paused (``apps.ingestion.feeds``).
     Running it twice is safe: the second run starts from the newest alert the first one stored and finds nothing
     missing; alerts are unique by UW id, and an id-less REST copy of a socket alert is recognised and skipped.  All
     pages are stored in one transaction, so a retry after a failure starts from the same place.
     """
     if _should_skip(market_hours_only):
         return None
+    paused = _paused_answer(backfill_since=since)
+    if paused is not None:
+        return paused
     start = datetime.fromisoformat(since) if since else None
     try:
         return rest_services.flow_alerts_backfill(since=start).summary()

@@ -600,6 +600,79 @@ def _publish_decision(*, decision: RiskDecision, signal_id: str, account: dict[s
     pipe.execute()
 
 
+# --- operator overrides -----------------------------------------------------------------------------------------------
+class SignalNotPending(ValueError):
+    """An override of a signal that is no longer pending (already decided, active or closed)."""
+
+
+def _pending_signal(signal_id: str) -> Signal:
+    signal = Signal.objects.filter(signal_id=signal_id).first()
+    if signal is None:
+        raise Signal.DoesNotExist(f"no signal {signal_id!r}")
+    if signal.status != Signal.Status.PENDING or RiskDecision.objects.filter(signal=signal).exists():
+        raise SignalNotPending(f"signal {signal_id} is {signal.status}, not pending: it was decided already")
+    return signal
+
+
+def signal_override_approve(*, signal_id: str, by: str, reason: str) -> RiskDecision:
+    """An operator sends a pending signal to risk review now (``signal_review``) instead of waiting for its queued
+    ``risk.review``.  The override never bypasses risk: the kill switch, the clock and every limit still decide, and
+    the decision may well be a rejection.  Who asked and why is an audit entry next to the decision.  Refused with
+    ``SignalNotPending`` when the signal was already decided."""
+    _pending_signal(signal_id)
+    decision = signal_review(signal_id=signal_id)
+    audit_record(
+        actor=by,
+        action="risk.signal.override_approve",
+        target=signal_id,
+        detail={"reason": reason, "decision_id": decision.pk, "approved": decision.approved},
+    )
+    return decision
+
+
+def signal_override_reject(*, signal_id: str, by: str, reason: str) -> RiskDecision:
+    """An operator rejects a pending signal: its one decision (``approved=False``, reason ``rejected by <by>:
+    <reason>``, with the account as it stood) and status ``rejected``, so the queued review finds it decided and
+    nothing is ever sent to the broker.  Serialized with reviews on the active limits row, like ``signal_review``;
+    refused with ``SignalNotPending`` when the signal was already decided."""
+    _pending_signal(signal_id)
+    limits = limits_active()
+    text = f"rejected by {by}: {reason}" if reason else f"rejected by {by}"
+    try:
+        with transaction.atomic():
+            limits = RiskLimits.objects.select_for_update().get(pk=limits.pk)
+            signal = Signal.objects.select_for_update().get(signal_id=signal_id)
+            if signal.status != Signal.Status.PENDING or RiskDecision.objects.filter(signal=signal).exists():
+                raise SignalNotPending(f"signal {signal_id} is {signal.status}, not pending: it was decided already")
+            snapshot = account_view().snapshot()
+            decision = RiskDecision.objects.create(
+                signal=signal,
+                limits=limits,
+                approved=False,
+                quantity=0,
+                limit_price=signal.limit_price,
+                checks=[{"check": "operator", "passed": False, "detail": text}],
+                reason=text,
+                account=snapshot,
+                decided_at=clock.now(),
+            )
+            Signal.objects.filter(pk=signal.pk, status=Signal.Status.PENDING).update(status=Signal.Status.REJECTED)
+            audit_record(
+                actor=by,
+                action="risk.signal.override_reject",
+                target=signal_id,
+                detail={"reason": reason, "decision_id": decision.pk},
+            )
+            transaction.on_commit(
+                lambda: _publish_decision(decision=decision, signal_id=signal.signal_id, account=snapshot)
+            )
+    except IntegrityError as exc:
+        # A review of the same signal committed between our check and our insert: its decision stands.
+        raise SignalNotPending(f"signal {signal_id} was decided by a review meanwhile") from exc
+    logger.warning("signal %s: %s", signal_id, text)
+    return decision
+
+
 # --- retention --------------------------------------------------------------------------------------------------------
 def audit_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
     """Delete the decisions (``risk_audit``) decided more than two years (730 days) before the platform clock, in

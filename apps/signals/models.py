@@ -63,6 +63,8 @@ class Signal(models.Model):
     class Meta:
         db_table = "signals"
         indexes = [models.Index(fields=["ticker", "strategy", "as_of"])]
+        # An operator's approve (send to risk review now) or reject of a pending signal (apps/ops/controls.py).
+        permissions = [("override_signal", "Can approve or reject a pending signal")]
 
     def __str__(self) -> str:
         return f"{self.get_strategy_display()} {self.direction} {self.option_symbol}"

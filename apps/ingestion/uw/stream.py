@@ -535,33 +535,8 @@ def stream_state(*, store: redis.Redis | None = None) -> dict[str, Any]:
 
 
 def stream_pause_set(*, paused: bool, actor: str, reason: str = "") -> StreamControl:
-    """Set or clear the pause flag the listener obeys; the change is a ``StreamControl`` row and an audit entry.
+    """Set or clear the pause flag the listener obeys (``feeds.feed_pause_set`` for ``uw_stream``): the change is a
+    ``StreamControl`` row and an audit entry, the Redis flag is written after the commit."""
+    from apps.ingestion.feeds import UW_STREAM, feed_pause_set
 
-    The row and the audit entry are written first, the Redis flag after the commit, so a failed write never leaves
-    a flag nobody can account for.
-    """
-    from django.db import transaction
-
-    from apps.core import clock
-    from apps.ingestion.models import StreamControl
-    from apps.ops.services import audit_record
-
-    actor = actor or "operator"
-
-    def flag() -> None:
-        client = get_redis()
-        if paused:
-            client.set(PAUSE_KEY, actor)
-        else:
-            client.delete(PAUSE_KEY)
-
-    with transaction.atomic():
-        control = StreamControl.objects.create(paused=paused, by=actor, reason=reason, at=clock.now())
-        audit_record(
-            actor=actor,
-            action="uw_stream.pause" if paused else "uw_stream.resume",
-            target="uw_stream",
-            detail={"reason": reason, "control_id": control.pk},
-        )
-        transaction.on_commit(flag)
-    return control
+    return feed_pause_set(feed=UW_STREAM, paused=paused, actor=actor, reason=reason)
