@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import task_failure, task_internal_error, worker_process_init
+import redis
+from celery.signals import after_task_publish, task_failure, task_internal_error, worker_process_init
 
 from apps.core import store
 from apps.ops import services
@@ -68,3 +69,20 @@ def dead_letter_on_eager_task_error(
 def fresh_redis_client_in_worker_child(**_: Any) -> None:
     """A prefork child must not share the parent's Redis socket: two processes on one socket garble replies."""
     store.reset_client()
+
+
+@after_task_publish.connect(dispatch_uid="ops.canary_sent")
+def canary_sent(sender: Any = None, body: Any = None, routing_key: str | None = None, **_: Any) -> None:
+    """Note each canary published (by beat, in whatever process sends it) with the queue it went to: the alert
+    evaluator raises WorkerStalled only for a canary that was really sent and has waited too long."""
+    if sender != services.CANARY_TASK:
+        return
+    # Message protocol 2: (args, kwargs, embed); the canary names its queue, else the routing key is the queue.
+    kwargs = body[1] if isinstance(body, list | tuple) and len(body) > 1 and isinstance(body[1], dict) else {}
+    queue = str(kwargs.get("queue") or routing_key or "")
+    if not queue:
+        return
+    try:
+        services.canary_sent_record(queue=queue)
+    except redis.RedisError as exc:  # the publish succeeded; a missing mark only delays WorkerStalled
+        logger.warning("canary sent to %s not recorded: %s", queue, exc)
