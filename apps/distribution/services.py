@@ -35,6 +35,7 @@ from apps.distribution import tiers
 from apps.distribution.discord import messages
 from apps.distribution.discord.transport import Delivery, TransportError, webhook_send
 from apps.distribution.models import DistributionLog, DistributionPost, PostKind
+from apps.ops import metrics
 
 logger = logging.getLogger(__name__)
 local_sink_logger = logging.getLogger("apps.distribution.local_sink")
@@ -516,6 +517,7 @@ def _finish_sent(post: DistributionPost, *, sink: str, message_id: str, status_c
         logger.warning("distribution: post %s was reclaimed while being sent; it may appear twice", post.pk)
     outcome = Outcome.LATE if late else Outcome.SENT
     _log(post, outcome=outcome, status_code=status_code, excerpt=excerpt or message_id)
+    metrics.delivery_lag(channel="discord", tier=post.tier, seconds=lateness.total_seconds())
     if late:
         logger.warning("distribution: post %s to %s sent %d ms after it was due", post.pk, post.tier, lateness_ms)
     return outcome

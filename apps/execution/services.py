@@ -40,6 +40,7 @@ from apps.execution.models import (
     TradeLog,
 )
 from apps.execution.selectors import open_positions, open_trades, working_orders
+from apps.ops import metrics
 from apps.risk.models import RiskDecision
 from apps.risk.selectors import kill_switch_is_on
 from apps.risk.services import daily_loss_guard
@@ -96,6 +97,8 @@ def order_transition(*, order: Order, to_status: str, detail: str = "", **fields
     for name, value in fields.items():
         setattr(order, name, value)
     _publish_book_after_commit()
+    if to_status in metrics.ORDER_TERMINAL:
+        transaction.on_commit(lambda: metrics.order_outcome(outcome=to_status))
     return True
 
 

@@ -39,6 +39,7 @@ from django.db.models import Count, F
 from apps.core import clock
 from apps.core.store import HashMapping, get_redis
 from apps.ingestion.models import DriftEvent, FieldFingerprint
+from apps.ops import metrics
 from apps.ops.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -461,6 +462,7 @@ def _detect(state: _Stream, payloads: Sequence[Mapping[str, Any]]) -> list[Drift
             _adopt_open(state, key)
         _remember(state, unseen)
         for event in created:
+            metrics.drift_event(stream=event.stream, kind=event.kind)
             logger.warning(
                 "UW drift on %s: %s %s (expected %s, observed %s)",
                 event.stream,

@@ -7,6 +7,7 @@ overlapping batches cannot interleave a read and a write and rewind a key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,3 +121,14 @@ def latest_publish(*, updates: LatestUpdates) -> None:
                 pipe.reset()
                 continue
     raise redis.WatchError(f"latest keys kept changing under {_MAX_ATTEMPTS} attempts; the batch will be retried")
+
+
+def feed_last_frame_key(feed: str) -> str:
+    """When a feed without a listener of its own (``ib_market``, ``uw_rest``) last stored data: epoch seconds, wall
+    clock.  The metrics exporter turns it into ``tp_feed_last_frame_age_seconds``; ``uw_stream`` reports its own."""
+    return f"ingestion:last_frame_at:{feed}"
+
+
+def feed_frame_stamp(feed: str) -> None:
+    """Stamp ``feed_last_frame_key(feed)`` with now (one SET, after the data it vouches for was stored)."""
+    get_redis().set(feed_last_frame_key(feed), f"{time.time():.3f}")

@@ -20,6 +20,7 @@ from django.db.models import Max
 
 from apps.core import calendar, clock
 from apps.ingestion import bulk, drift, redis_keys
+from apps.ingestion.feeds import UW_REST
 from apps.ingestion.models import (
     Candle,
     FlowAlert,
@@ -38,6 +39,7 @@ from apps.ingestion.uw.lines import digest, storable_text
 from apps.ingestion.uw.normalize import parse_time
 from apps.ingestion.uw.rest import ENDPOINTS, FLOW_ALERTS_MAX_LIMIT, RestResponse, UWRestClient, rest_client
 from apps.ingestion.uw.rest_normalize import NormalizedPage, Rejection, normalize_page, stream_name
+from apps.ops import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,9 @@ def rest_poll(*, endpoint: str, ticker: str | None, client: UWRestClient | None 
     result.rows = stored.rows
     result.new_flow_alerts = stored.new_flow_alerts
     result.quarantined = stored.quarantined
+    metrics.frames_in(source="uw_rest", channel=endpoint, n=result.items)
+    metrics.frames_quarantined(source="uw_rest", channel=endpoint, n=result.quarantined)
+    redis_keys.feed_frame_stamp(UW_REST)
     if result.quarantined:
         logger.warning(
             "UW REST %s%s: quarantined %d of %d items",

@@ -44,6 +44,7 @@ from apps.ingestion.uw.normalize import (
     normalize_frame,
     parse_time,
 )
+from apps.ops import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -143,16 +144,20 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
     candidates: dict[str, list[tuple[ParsedLine, object]]] = {}
 
     tape_frames: list[tape.TapeFrame] = []
+    arrived: Counter[str] = Counter()  # channel -> lines (tp_frames_in_total)
     for line in lines:
         frame = _tape_frame(line)
         if frame is not None:
             tape_frames.append(frame)
+            arrived[frame.channel.name] += 1
             continue
         try:
             parsed = parse_line(line)
         except NormalizationError as exc:
             rejected.append(_reject(line, exc, channel=exc.channel, received_at=exc.received_at))
+            arrived[exc.channel] += 1
             continue
+        arrived[parsed.channel.name] += 1
         result._saw(parsed.received_at)
         candidates.setdefault(parsed.frame_hash, []).append((parsed, line))
     if tape_frames:
@@ -208,6 +213,7 @@ def ingest_lines(*, lines: Sequence[str], source: str) -> IngestResult:
         redis_keys.latest_publish(updates=updates)
         _enqueue_analytics(result, tape_only=set(result.as_of) - general_tickers)
 
+    metrics.frames_counted(source=source, arrived=arrived, quarantined=Counter(item.channel for item in rejected))
     if result.quarantined:
         logger.warning(
             "ingestion quarantined %d of %d lines from %s: %s",

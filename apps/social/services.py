@@ -36,6 +36,7 @@ from apps.core import clock, store
 from apps.distribution import tiers
 from apps.distribution.models import DistributionLog
 from apps.distribution.services import log_delivery
+from apps.ops import metrics
 from apps.social import texts
 from apps.social.delivery import Published, TransportError
 from apps.social.models import Platform, SocialPost, Source
@@ -369,6 +370,8 @@ def _finish(post: SocialPost, *, sink: str, text: str, published: Published) -> 
         # copy may be published again, and this line explains the duplicate.
         logger.warning("social: post %s was reclaimed while being published; it may appear twice", post.pk)
     logger.info("social: published %s post %s (%s) %s", post.platform, post.pk, sink, published.external_url)
+    due = max((t for t in (post.approved_at, post.next_attempt_at) if t is not None), default=post.created_at)
+    metrics.delivery_lag(channel=post.platform, tier="social", seconds=(now - due).total_seconds())
     _mirror(
         post,
         outcome=Outcome.SENT,

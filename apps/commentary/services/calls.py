@@ -13,6 +13,7 @@ from apps.commentary.claude import pricing
 from apps.commentary.claude.transport import Completion, TransportError, message_create
 from apps.commentary.models import AiCall
 from apps.core import clock
+from apps.ops import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def claude_call(*, purpose: str, ref: str, system: str, prompt: str, max_tokens:
         logger.error("commentary: Claude call for %s %s failed: %s", purpose, ref, error)
         raise
     latency_ms = round((time.monotonic() - started) * 1000)
+    metrics.ai_tokens(kind=purpose, input_tokens=completion.input_tokens, output_tokens=completion.output_tokens)
     cost = pricing.call_cost(
         model=completion.model, input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
     )

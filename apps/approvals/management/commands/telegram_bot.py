@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from telegram.error import InvalidToken
 
 from apps.approvals.telegram.bot import ApproverBot, BotConfig
+from apps.ops.exporter import metrics_endpoint_start
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             outbox_interval=float(options["outbox_interval"]),  # type: ignore[arg-type]
             min_send_interval=float(options["min_send_interval"]),  # type: ignore[arg-type]
         )
+        metrics_endpoint_start()  # METRICS_PORT (0: not served)
         try:
             asyncio.run(self._serve(config))
         except InvalidToken as error:

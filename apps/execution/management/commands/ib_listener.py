@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.execution.ib.dispatch import TaskSink
 from apps.execution.ib.gateway import IBGateway
 from apps.execution.ib.listener import IBListener
+from apps.ops.exporter import metrics_endpoint_start
 
 
 class Command(BaseCommand):
@@ -21,5 +22,6 @@ class Command(BaseCommand):
         parser.add_argument("--client-id", type=int, default=None, help=f"IB_CLIENT_ID, {settings.IB_CLIENT_ID}")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        metrics_endpoint_start()  # METRICS_PORT (0: not served)
         gateway = IBGateway(sink=TaskSink(), host=options["host"], port=options["port"], client_id=options["client_id"])
         IBListener(gateway=gateway).run()

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.ingestion.uw.stream import StreamConfig, StreamListener, celery_backfill, redacted
+from apps.ops.exporter import metrics_endpoint_start
 
 
 class Command(BaseCommand):
@@ -38,6 +39,7 @@ class Command(BaseCommand):
                     names.append(part)
             config.channels = tuple(dict.fromkeys(names))
         listener = StreamListener(config, request_backfill=None if options["no_backfill"] else celery_backfill)
+        metrics_endpoint_start()  # METRICS_PORT (0: not served)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             self.stderr.write(f"uw_stream: {signal.Signals(signum).name} received, flushing and stopping")
