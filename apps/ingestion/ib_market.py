@@ -36,6 +36,7 @@ from apps.core.store import get_redis
 from apps.ingestion import redis_keys
 from apps.ingestion.feeds import IB_MARKET, feed_is_paused
 from apps.ingestion.models import GREEK, PRICE, IBQuote
+from apps.ops import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +292,8 @@ def ib_ticks_ingest(*, ticks: list[dict[str, object]]) -> int:
         except BadTick as exc:
             skipped[exc.kind] += 1
             first_reason = first_reason or str(exc)
+    metrics.frames_in(source="ib", channel="ib_ticks", n=len(ticks))
+    metrics.frames_quarantined(source="ib", channel="ib_ticks", n=sum(skipped.values()))
     if skipped:
         logger.warning(
             "IB ticks: skipped %d of %d: %s (first: %s)",
@@ -340,6 +343,7 @@ def ib_ticks_ingest(*, ticks: list[dict[str, object]]) -> int:
         # After the commit: a hash never shows values whose rows rolled back.  If Redis fails here the task fails
         # and its retry stores the batch again (more rows, the same hash).
         transaction.on_commit(lambda: redis_keys.latest_publish(updates=updates))
+        transaction.on_commit(lambda: redis_keys.feed_frame_stamp(IB_MARKET))
     return len(rows)
 
 
