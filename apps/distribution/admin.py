@@ -14,6 +14,8 @@ from django.template.response import TemplateResponse
 
 from apps.distribution import services
 from apps.distribution.models import DistributionLog, DistributionPost, DistributionTier, PostKind
+from apps.ops.admin_controls import control_action_run
+from apps.ops.controls import control_allowed
 from apps.ops.services import audit_record
 
 AMENDABLE = (PostKind.ENTRY, PostKind.EXIT, PostKind.STOP, PostKind.SUMMARY, PostKind.REPORT, PostKind.EXPLANATION)
@@ -148,9 +150,9 @@ def correct_posts(
 
 @admin.action(description="Re-send the selected failed posts", permissions=["resend"])
 def resend_posts(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[DistributionPost]) -> None:
-    count = services.posts_resend_failed(
-        post_ids=queryset.values_list("pk", flat=True), actor=request.user.get_username()
-    )
+    # The post_resend control (one run and one audit entry per post), like the dashboard and the API.
+    failed = queryset.filter(status=DistributionPost.Status.FAILED).values_list("pk", flat=True)
+    count = control_action_run(modeladmin, request, "post_resend", ({"post_id": pk} for pk in failed))
     modeladmin.message_user(request, f"{count} failed post(s) scheduled again", messages.SUCCESS)
 
 
@@ -189,7 +191,7 @@ class DistributionPostAdmin(admin.ModelAdmin):
         return request.user.has_perm("distribution.retract_distributionpost")
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("distribution.resend_distributionpost")
+        return control_allowed("post_resend", user=request.user)
 
 
 @admin.register(DistributionLog)

@@ -33,7 +33,8 @@ from apps.execution.models import (
     Trade,
     TradeLog,
 )
-from apps.execution.services import position_close
+from apps.ops.admin_controls import control_action_run
+from apps.ops.controls import control_allowed
 from apps.risk.selectors import broker_connected
 
 
@@ -107,6 +108,16 @@ class OrderAdmin(ReadOnlyAdmin):
     raw_id_fields = ("decision", "signal", "trade")
     # Per order, a handful of rows each: what was sent to the listener and what TWS said about it.
     inlines = (TradeLogInline, BrokerCommandInline, BrokerMessageInline)
+    actions = ("cancel_selected",)
+
+    def has_order_cancel_permission(self, request: HttpRequest) -> bool:
+        return control_allowed("order_cancel", user=request.user)
+
+    @admin.action(permissions=["order_cancel"], description="Cancel the selected working orders")
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        control_action_run(
+            self, request, "order_cancel", ({"order_id": pk} for pk in queryset.values_list("pk", flat=True))
+        )
 
 
 @admin.register(Fill)
@@ -144,12 +155,16 @@ class TradeAdmin(ReadOnlyAdmin):
     date_hierarchy = "entry_at"
     actions = ("close_selected",)
 
-    @admin.action(description="Close the selected open trades now (sell to close at the current quote)")
+    def has_position_close_permission(self, request: HttpRequest) -> bool:
+        return control_allowed("position_close", user=request.user)
+
+    @admin.action(
+        permissions=["position_close"],
+        description="Close the selected open trades now (sell to close at the current quote)",
+    )
     def close_selected(self, request: HttpRequest, queryset: QuerySet[Trade]) -> None:
-        for trade in queryset.filter(status=Trade.Status.OPEN):
-            result = position_close(trade_id=trade.pk)
-            level = messages.SUCCESS if result.status == Trade.Status.CLOSED else messages.WARNING
-            self.message_user(request, f"{trade}: {result.status}", level)
+        open_ids = queryset.filter(status=Trade.Status.OPEN).values_list("pk", flat=True)
+        control_action_run(self, request, "position_close", ({"trade_id": pk} for pk in open_ids))
 
 
 @admin.register(TradeLog)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.ingestion import drift
+from apps.ingestion.feeds import feeds_state
 from apps.ingestion.models import (
     Candle,
     DriftEvent,
@@ -33,7 +35,8 @@ from apps.ingestion.models import (
     StockState,
     StreamControl,
 )
-from apps.ingestion.uw.stream import stream_pause_set, stream_state
+from apps.ingestion.uw.stream import stream_state
+from apps.ops.controls import ControlError, ControlRefused, control_allowed, control_run
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -213,13 +216,29 @@ class DriftEventAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{count} drift event(s) acknowledged.")
 
 
+class StreamControlForm(forms.ModelForm):
+    class Meta:
+        model = StreamControl
+        fields = ("feed", "paused", "reason")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The listener is the feed meant when none is named (as before feeds had names).
+        self.fields["feed"].required = False
+
+    def clean_feed(self) -> str:
+        return str(self.cleaned_data.get("feed") or "uw_stream")
+
+
 @admin.register(StreamControl)
 class StreamControlAdmin(admin.ModelAdmin):
-    """Adding a row pauses or resumes the Unusual Whales listener (through the service, which also sets Redis); the
-    list's title shows what the listener last reported."""
+    """Adding a row pauses or resumes a feed (the ``feed_pause``/``feed_resume`` controls, which also set Redis and
+    audit); the list's title shows what the UW listener last reported and which feeds are paused."""
 
-    list_display = ("at", "paused", "by", "reason")
-    fields = ("paused", "reason")
+    list_display = ("at", "feed", "paused", "by", "reason")
+    list_filter = ("feed", "paused")
+    form = StreamControlForm
+    fields = ("feed", "paused", "reason")
     ordering = ("-at", "-id")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
@@ -232,7 +251,12 @@ class StreamControlAdmin(admin.ModelAdmin):
             )
         else:
             title = "UW listener: not reporting" + (" (paused)" if state["paused"] else "")
+        paused = [feed for feed, feed_state in feeds_state().items() if feed_state["paused"]]
+        title += f"; paused feeds: {', '.join(paused)}" if paused else "; no feed paused"
         return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return control_allowed("feed_pause", user=request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -241,7 +265,12 @@ class StreamControlAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: StreamControl, form: Any, change: bool) -> None:
-        control = stream_pause_set(
-            paused=form.cleaned_data["paused"], actor=request.user.get_username(), reason=form.cleaned_data["reason"]
-        )
+        name = "feed_pause" if form.cleaned_data["paused"] else "feed_resume"
+        params = {"feed": form.cleaned_data["feed"], "reason": form.cleaned_data["reason"]}
+        try:
+            result = control_run(name, user=request.user, params=params, channel="admin")
+        except (ControlRefused, ControlError) as exc:
+            messages.error(request, f"Not done: {exc}")
+            return
+        control = StreamControl.objects.get(pk=result.detail["control_id"])
         obj.pk, obj.at, obj.by = control.pk, control.at, control.by

@@ -430,7 +430,12 @@ class StreamControl(models.Model):
     """Every pause and resume of a market data feed (``apps.ingestion.feeds.FEEDS``: the UW socket listener, the UW
     REST pollers, IB market data), by whom and why; each feed's Redis flag mirrors its newest row."""
 
-    feed = models.CharField(max_length=20, default="uw_stream", db_index=True)
+    feed = models.CharField(
+        max_length=20,
+        default="uw_stream",
+        db_index=True,
+        choices=[("uw_stream", "UW socket listener"), ("uw_rest", "UW REST pollers"), ("ib_market", "IB market data")],
+    )
     paused = models.BooleanField()
     by = models.CharField(max_length=150)
     reason = models.TextField(blank=True)

@@ -1,4 +1,6 @@
-"""Signal engine in the operations console: strategy parameters (each save is a new version) and the signal audit."""
+"""Signal engine in the operations console: strategy parameters (each save is a new version) and the signal audit,
+with the operator's overrides of pending signals (send to risk review now, reject with a reason) as actions that run
+the ``signal_approve``/``signal_reject`` controls (``signals.override_signal``)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
+from apps.ops.admin_controls import control_action_run, control_action_with_reason
+from apps.ops.controls import control_allowed
 from apps.signals.models import Signal, StrategyConfig
 from apps.signals.services import UnknownParameter, strategy_config_revise
 
@@ -64,6 +69,36 @@ class SignalAdmin(admin.ModelAdmin):
     ordering = ("-as_of",)
     show_full_result_count = False
     list_per_page = 50
+    actions = ("approve_selected", "reject_selected")
+
+    def has_signal_approve_permission(self, request: HttpRequest) -> bool:
+        return control_allowed("signal_approve", user=request.user)
+
+    def has_signal_reject_permission(self, request: HttpRequest) -> bool:
+        return control_allowed("signal_reject", user=request.user)
+
+    @admin.action(permissions=["signal_approve"], description="Send the selected pending signals to risk review now")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Signal]) -> None:
+        # Risk still decides: the kill switch and every limit apply, and the decision may be a rejection.
+        control_action_run(
+            self,
+            request,
+            "signal_approve",
+            ({"signal_id": s.signal_id, "reason": "approved in the admin"} for s in queryset.only("signal_id")),
+        )
+
+    @admin.action(permissions=["signal_reject"], description="Reject the selected pending signals (with a reason)")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Signal]) -> HttpResponse | None:
+        return control_action_with_reason(
+            self,
+            request,
+            queryset,
+            name="signal_reject",
+            action="reject_selected",
+            explanation="Each pending signal gets a rejected risk decision naming you and your reason; nothing is sent"
+            " to the broker.  Signals already decided are left as they are.",
+            params_of=lambda s: {"signal_id": s.signal_id},
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Signal | None = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]

@@ -113,10 +113,9 @@ def _order_cancel(username: str) -> Scenario:
 
 def _position_close(username: str) -> Scenario:
     from apps.execution.models import Position, Trade
-    from tests.risk.factories import open_trade_row, put_quote
-
     from apps.risk.models import RiskDecision
     from apps.risk.services import limits_active
+    from tests.risk.factories import open_trade_row, put_quote
 
     signal = open_trade_row()
     RiskDecision.objects.create(
@@ -129,7 +128,11 @@ def _position_close(username: str) -> Scenario:
         decided_at=clock.now(),
     )
     Position.objects.create(
-        option_symbol=signal.option_symbol, ticker="SPY", quantity=1, avg_cost=signal.limit_price, updated_at=clock.now()
+        option_symbol=signal.option_symbol,
+        ticker="SPY",
+        quantity=1,
+        avg_cost=signal.limit_price,
+        updated_at=clock.now(),
     )
     put_quote(signal.option_symbol, bid="1.50", ask="1.55", ts=clock.now())
     trade = Trade.objects.get(signal=signal)
