@@ -109,7 +109,7 @@
       Number(pnl.total) < 0 ? "warn" : "ok");
     byId("kpi-pnl").querySelector(".ops-kpi-value").className = "ops-kpi-value " + signClass(pnl.total);
 
-    setKpi("kpi-broker", s.broker.broker + (s.broker.connected ? " connected" : " DISCONNECTED"), s.broker.detail,
+    setKpi("kpi-broker", s.broker.connected ? "connected" : "DISCONNECTED", s.broker.broker + ": " + s.broker.detail,
       s.broker.connected ? "ok" : "bad");
 
     var ing = s.ingestion;
@@ -158,8 +158,10 @@
       var button = f.paused ?
         controlForm("feed_resume", { feed: f.feed }, "Resume") :
         controlForm("feed_pause", { feed: f.feed }, "Pause", { confirm: "Pause " + f.feed + "? " + f.description });
-      return '<tr data-feed="' + esc(f.feed) + '"><td><strong class="ops-mono">' + esc(f.feed) + '</strong><br><span class="mini quiet">' +
-        esc(f.description) + '</span></td><td class="feed-state">' + (f.paused ? badge("paused", "bad") : badge("live", "ok")) +
+      // The description's head names the feed; the rest (what a pause stops) is the tooltip.
+      var name = f.description.split(" (")[0];
+      return '<tr data-feed="' + esc(f.feed) + '" title="' + esc(f.description) + '"><td><strong class="ops-mono">' + esc(f.feed) +
+        '</strong><br><span class="mini quiet">' + esc(name) + '</span></td><td class="feed-state">' + (f.paused ? badge("paused", "bad") : badge("live", "ok")) +
         "</td><td>" + esc(who) + "</td><td>" + esc(f.source_status) + "</td><td>" + button + "</td></tr>";
     }), 5, "no feeds");
   }
@@ -271,6 +273,7 @@
       width: chartWidth(node),
       height: 190,
       cursor: { drag: { x: true, y: false } },
+      legend: { live: false },
       scales: { x: { time: true } },
       axes: [{ stroke: "#888", grid: { stroke: "rgba(128,128,128,0.15)" } },
              { stroke: "#888", grid: { stroke: "rgba(128,128,128,0.15)" }, size: 60 }],
