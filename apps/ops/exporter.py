@@ -59,8 +59,9 @@ _endpoint_port: int | None = None
 
 def metrics_endpoint_start(*, port: int | None = None, address: str | None = None) -> int | None:
     """Serve this process group's metrics on ``port`` (default ``METRICS_PORT``; 0 = none) from a daemon thread of
-    this process, and return the port, or None when there is none to serve.  Call it in the process that owns the
-    group: a worker's main process, a listener.  A second call in the same process serves nothing new."""
+    this process, and return the port, or None when there is none to serve (a port taken is logged at ERROR).  Call
+    it in the process that owns the group: a worker's main process, a listener.  A second call in the same process
+    serves nothing new."""
     global _endpoint_port
     port = settings.METRICS_PORT if port is None else port
     if not port:
@@ -68,7 +69,13 @@ def metrics_endpoint_start(*, port: int | None = None, address: str | None = Non
     address = settings.METRICS_ADDRESS if address is None else address
     with _endpoint_lock:
         if _endpoint_port is None:
-            start_http_server(port, addr=address, registry=registry_multiprocess())
+            try:
+                start_http_server(port, addr=address, registry=registry_multiprocess())
+            except OSError as exc:
+                # A worker or a listener keeps doing its work without an endpoint rather than stop trading over a
+                # port; the ERROR says why its target is down in Prometheus.
+                logger.error("metrics NOT served: cannot listen on %s:%d: %s", address, port, exc)
+                return None
             _endpoint_port = port
             logger.info("metrics served on http://%s:%d/metrics", address, port, extra={"metrics_port": port})
     return _endpoint_port

@@ -159,6 +159,45 @@ def test_a_prefork_worker_serves_the_sum_of_its_childrens_ingestion_and_task_met
     assert _value(samples, "tp_kill_switch_engaged") is None
 
 
+def test_a_listener_command_serves_its_metrics_on_metrics_port_while_it_reconnects(requires_real_services, tmp_path):
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in (metrics_dir.ENV, metrics_dir.DEFAULT_ENV)}
+    env.update(
+        REDIS_URL=settings.REDIS_URL,
+        TP_TASKS_EAGER="0",
+        PYTHONPATH=str(REPO),
+        LOG_FORMAT="console",
+        METRICS_PORT=str(port),
+        UW_API_TOKEN="metrics-test",
+        UW_WS_URL=f"ws://127.0.0.1:{_free_port()}/socket",  # nothing listens: the listener backs off and retries
+        UW_STREAM_BACKOFF_MIN_SECONDS="0.5",
+    )
+    log = tmp_path / "uw_stream.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "uw_stream", "--no-backfill"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        samples = _wait(
+            proc, "the listener's metrics endpoint", START_TIMEOUT, lambda: _scrape(f"http://127.0.0.1:{port}/metrics")
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    assert _value(samples, "tp_dead_letters_total") == 0
+    assert _value(samples, "tp_queue_depth", queue="ingestion") is None  # scrape-time gauges: the web's alone
+
+
 # --- the web process -------------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_web_metrics_show_queue_depth_kill_switch_feeds_canary_and_open_alerts(client, redis_store, settings):
@@ -284,3 +323,92 @@ def test_a_directory_chosen_by_the_operator_is_used_as_is_and_never_emptied(monk
 
     assert metrics_dir.metrics_dir_prepare() == chosen
     assert (chosen / "counter_1.db").read_bytes() == b"theirs"
+
+
+def test_a_metrics_port_already_taken_is_logged_and_the_process_goes_on(caplog):
+    from apps.ops.exporter import metrics_endpoint_start
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        assert metrics_endpoint_start(port=port, address="127.0.0.1") is None
+
+    assert any(r.levelname == "ERROR" and f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
+    assert metrics_endpoint_start(port=0) is None  # 0: not served
+
+
+@pytest.mark.django_db
+def test_an_order_reaching_a_terminal_state_is_counted_after_its_commit(django_capture_on_commit_callbacks):
+    from apps.execution import services as execution
+    from apps.execution.models import OrderStatus
+    from apps.risk.services import signal_review
+    from tests.risk.factories import SignalFactory
+
+    decision = signal_review(signal_id=SignalFactory().signal_id)
+    order = execution._order_get_or_create(
+        decision=decision,
+        signal=decision.signal,
+        trade=None,
+        leg="entry",
+        attempt=1,
+        side="buy",
+        quantity=decision.quantity,
+        limit_price=decision.limit_price,
+        broker_name="paper",
+    )
+    before = _local("tp_order_outcomes_total", outcome="cancelled")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution.order_transition(order=order, to_status=OrderStatus.SUBMITTED)
+        execution.order_transition(order=order, to_status=OrderStatus.CANCELLED)
+
+    assert _local("tp_order_outcomes_total", outcome="cancelled") - before == 1
+
+
+@pytest.mark.django_db
+def test_a_discord_post_released_late_observes_its_lateness_per_tier():
+    from datetime import timedelta
+
+    from apps.core import clock
+    from apps.distribution import services as distribution
+    from tests.distribution.conftest import SESSION_START, schedule_trade, tiers_configure, trade_like
+
+    tiers_configure({})  # local sink
+    clock.set_simulated(SESSION_START)
+    schedule_trade("entry", trade_like(1))
+    labels = {"channel": "discord", "tier": "premium"}
+    before_count = _local("tp_delivery_lag_seconds_count", **labels)
+    before_sum = _local("tp_delivery_lag_seconds_sum", **labels)
+
+    clock.advance_to(SESSION_START + timedelta(seconds=45))
+    distribution.posts_release_due()
+
+    assert _local("tp_delivery_lag_seconds_count", **labels) - before_count == 1
+    assert _local("tp_delivery_lag_seconds_sum", **labels) - before_sum == pytest.approx(45, abs=0.01)
+
+
+@pytest.mark.django_db
+def test_claude_calls_count_their_input_and_output_tokens_per_kind(settings):
+    from apps.commentary.services.calls import claude_call
+    from apps.core.standins.anthropic import AnthropicStandin
+
+    standin = AnthropicStandin().start()
+    try:
+        settings.ANTHROPIC_API_KEY = "sk-ant-test-standin"
+        settings.ANTHROPIC_BASE_URL = standin.base_url
+        before = (
+            _local("tp_ai_tokens_total", kind="report", direction="input"),
+            _local("tp_ai_tokens_total", kind="report", direction="output"),
+        )
+
+        answer = claude_call(purpose="report", ref="metrics-test", system="You write.", prompt="Say hi.", max_tokens=50)
+    finally:
+        standin.stop()
+
+    assert _local("tp_ai_tokens_total", kind="report", direction="input") - before[0] == answer.completion.input_tokens
+    assert (
+        _local("tp_ai_tokens_total", kind="report", direction="output") - before[1] == answer.completion.output_tokens
+    )
+    assert answer.completion.input_tokens > 0
