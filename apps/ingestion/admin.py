@@ -1,5 +1,5 @@
-"""Read-only, lean admin for the ingestion tables: they grow by millions of rows, so no full counts, no payloads in
-lists, no filters that scan the table, and exact-match searches on indexed columns."""
+"""Read-only, lean admin for the ingestion tables: they grow by millions of rows, so no full counts (a bounded one for
+the paginator), no payloads in lists, no filters that scan the table, and exact-match searches on indexed columns."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.lean_admin import LeanListAdmin
 from apps.ingestion import drift
 from apps.ingestion.feeds import feeds_state
 from apps.ingestion.models import (
@@ -39,10 +40,9 @@ from apps.ingestion.uw.stream import stream_state
 from apps.ops.controls import ControlError, ControlRefused, control_allowed, control_run
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(LeanListAdmin):
     """The feed writes these rows; the console only looks at them."""
 
-    show_full_result_count = False
     list_per_page = 100
     ordering = ("-id",)
 
@@ -59,12 +59,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(RawFrame)
 class RawFrameAdmin(ReadOnlyAdmin):
     list_display = ("id", "channel", "received_at", "source", "frame_hash")
+    list_defer = ("payload",)
     search_fields = ("=frame_hash", "=channel")
 
 
 @admin.register(QuarantinedFrame)
 class QuarantinedFrameAdmin(ReadOnlyAdmin):
     list_display = ("id", "channel", "received_at", "short_reason", "source", "stored_at")
+    list_defer = ("raw",)
     search_fields = ("=line_hash", "=channel")
 
     @admin.display(description="reason")
@@ -82,6 +84,7 @@ class FlowAlertAdmin(ReadOnlyAdmin):
 @admin.register(OptionTrade)
 class OptionTradeAdmin(ReadOnlyAdmin):
     list_display = ("id", "ticker", "option_symbol", "price", "size", "premium", "side", "executed_at")
+    list_defer = ("tags",)
     search_fields = ("=uw_id", "=option_symbol")
 
 
@@ -106,6 +109,7 @@ class GexStrikeAdmin(ReadOnlyAdmin):
 @admin.register(NewsItem)
 class NewsItemAdmin(ReadOnlyAdmin):
     list_display = ("id", "published_at", "source", "short_headline", "is_major")
+    list_defer = ("tickers",)
     search_fields = ("headline",)
 
     @admin.display(description="headline")
@@ -116,6 +120,7 @@ class NewsItemAdmin(ReadOnlyAdmin):
 @admin.register(RawBatch)
 class RawBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "channel", "frames", "first_received_at", "last_received_at", "source")
+    list_defer = ("lines_zlib",)
     search_fields = ("=channel",)
     exclude = ("lines_zlib",)
 
@@ -123,12 +128,14 @@ class RawBatchAdmin(ReadOnlyAdmin):
 @admin.register(RestPayload)
 class RestPayloadAdmin(ReadOnlyAdmin):
     list_display = ("id", "endpoint", "status", "elapsed_ms", "rows", "requested_at", "path")
+    list_defer = ("params", "body", "body_text", "rate")
     search_fields = ("=endpoint", "=status")
 
 
 @admin.register(FieldFingerprint)
 class FieldFingerprintAdmin(ReadOnlyAdmin):
     list_display = ("stream", "payloads_seen", "first_seen", "updated_at")
+    list_defer = ("fields", "required")
     search_fields = ("=stream",)
     ordering = ("stream",)
 
@@ -196,6 +203,7 @@ class DriftEventAdmin(ReadOnlyAdmin):
         "acknowledged_by",
     )
     list_filter = ("kind", ("acknowledged_at", admin.EmptyFieldListFilter))  # a small table: filters are cheap
+    list_defer = ("sample",)
     search_fields = ("=stream", "=field")
     ordering = ("-last_seen",)
     actions = ("acknowledge_selected",)

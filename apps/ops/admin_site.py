@@ -21,13 +21,13 @@ class OpsAdminSite(admin.AdminSite):
     index_template = "admin/ops/index.html"
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from apps.ops import dashboard_views as views
+        from apps.ops.dashboard_views import dashboard_control, dashboard_data, dashboard_page
 
         # Ahead of the admin's own patterns; "ops/dashboard/" is not a model, so nothing of the admin's shadows it.
         ours: list[URLResolver | URLPattern] = [
-            path("ops/dashboard/", self.admin_view(views.dashboard_page), name="ops_dashboard"),
-            path("ops/dashboard/data/", self.admin_view(views.dashboard_data), name="ops_dashboard_data"),
-            path("ops/dashboard/control/", self.admin_view(views.dashboard_control), name="ops_dashboard_control"),
+            path("ops/dashboard/", self.admin_view(dashboard_page), name="ops_dashboard"),
+            path("ops/dashboard/data/", self.admin_view(dashboard_data), name="ops_dashboard_data"),
+            path("ops/dashboard/control/", self.admin_view(dashboard_control), name="ops_dashboard_control"),
         ]
         return ours + super().get_urls()
 

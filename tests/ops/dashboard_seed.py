@@ -19,6 +19,27 @@ from apps.ops.models import Alert
 from apps.signals.models import Signal
 from tests.risk.factories import SignalFactory
 
+# Tables that grow by the tick: neither the dashboard nor an admin list may count or scan them.
+TICK_TABLES = (
+    "uw_raw_frames",
+    "uw_raw_batches",
+    "uw_quarantine",
+    "uw_flow_alerts",
+    "uw_option_trades",
+    "uw_price_ticks",
+    "uw_gex_snapshots",
+    "uw_gex_strikes",
+    "uw_news",
+    "uw_rest_payloads",
+    "uw_greek_exposures",
+    "uw_stock_states",
+    "uw_candles",
+    "uw_market_tide",
+    "uw_net_prem_ticks",
+    "uw_option_contracts",
+    "ib_quotes",
+    "analytics_snapshots",
+)
 # What an operator needs for the dashboard's controls: every control's permission.
 OPERATOR_PERMISSIONS = sorted({control.permission for control in CONTROLS.values()})
 # Each seeded position its own contract (the book holds one position per option symbol).

@@ -21,6 +21,7 @@ from apps.ops.models import Alert, AuditLog
 from apps.risk.selectors import kill_switch_is_on
 from tests.ops.dashboard_seed import (
     OPERATOR_PERMISSIONS,
+    TICK_TABLES,
     chart_samples,
     listener_report,
     open_position,
@@ -30,27 +31,6 @@ from tests.ops.dashboard_seed import (
 
 pytestmark = pytest.mark.django_db
 
-# Tables that grow by the tick: the dashboard must never count or scan them.
-TICK_TABLES = (
-    "uw_raw_frames",
-    "uw_raw_batches",
-    "uw_quarantine",
-    "uw_flow_alerts",
-    "uw_option_trades",
-    "uw_price_ticks",
-    "uw_gex_snapshots",
-    "uw_gex_strikes",
-    "uw_news",
-    "uw_rest_payloads",
-    "uw_greek_exposures",
-    "uw_stock_states",
-    "uw_candles",
-    "uw_market_tide",
-    "uw_net_prem_ticks",
-    "uw_option_contracts",
-    "ib_quotes",
-    "analytics_snapshots",
-)
 TICK_TABLE = re.compile(r'"(' + "|".join(TICK_TABLES) + r')"')
 # health, broker, feeds, kill switch, PnL, positions, orders, posts, approvals, alerts: a fixed number, however
 # many rows the tables hold.
