@@ -10,7 +10,15 @@ import yaml
 
 from tests.ops.compose_file import COMPOSE_FILE, REPO, compose_command, compose_services
 
-REQUIRED_ENV = {"DJANGO_SECRET_KEY": "k" * 50, "POSTGRES_PASSWORD": "pg-secret", "FLOWER_BASIC_AUTH": "ops:pw"}
+REQUIRED_ENV = {
+    "DJANGO_SECRET_KEY": "k" * 50,
+    "POSTGRES_PASSWORD": "pg-secret",
+    "FLOWER_BASIC_AUTH": "ops:pw",
+    "ALERTMANAGER_WEBHOOK_TOKEN": "am-token",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-pw",
+}
+# The monitoring services run official images with their own commands (tests/ops/test_alert_rules.py checks them).
+MONITORING = {"prometheus", "alertmanager", "grafana"}
 
 needs_docker_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None,
@@ -59,7 +67,7 @@ def test_docker_compose_accepts_the_file_and_wires_the_stores_to_its_own_service
     assert web_env["REDIS_URL"] == "redis://redis:6379/0"
     assert web_env["DJANGO_PRODUCTION"] == "1"
     assert "--basic_auth=ops:pw" in resolved_config["services"]["flower"]["command"]
-    assert set(resolved_config["services"]) == set(EXPECTED_COMMANDS) | {"postgres", "redis"}
+    assert set(resolved_config["services"]) == set(EXPECTED_COMMANDS) | {"postgres", "redis"} | MONITORING
 
 
 @needs_docker_compose
