@@ -1,10 +1,11 @@
 """Celery signal receivers that record task metrics and serve a worker's metrics (imported by ``OpsConfig.ready``).
 
 - ``tp_tasks_total{task,stage,outcome}``: every task run that ends (``task_postrun``), in the process that ran it.
-- ``tp_stage_latency_seconds{stage}``: from the task's publication to the end of its run, so queue wait and run
-  time together.  The tasks receive ids, not the market event's time, so the publication time is what every message
-  can carry: ``before_task_publish`` puts the wall-clock time in the header ``tp_published_at``.  Eager runs (the
-  replay, ``TP_TASKS_EAGER``) publish no message and record no latency; their runs are counted.
+- ``tp_stage_latency_seconds{stage}``: from the task's publication (or its ETA, when sent with a countdown) to the
+  end of its run, so queue wait and run time together.  The tasks receive ids, not the market event's time, so the
+  publication time is what every message can carry: ``before_task_publish`` puts the wall-clock time in the header
+  ``tp_published_at``.  Eager runs (the replay, ``TP_TASKS_EAGER``) publish no message and record no latency; their
+  runs are counted.
 - A worker's main process serves the sum of its children on ``METRICS_PORT`` (``worker_init``, before the pool
   forks); a prefork child that exits is marked dead, so its live gauges stop counting (``worker_process_shutdown``).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 from celery.signals import before_task_publish, task_postrun, worker_init, worker_process_shutdown
@@ -33,6 +35,8 @@ def published_at_header(headers: dict[str, Any] | None = None, **_: Any) -> None
 
 
 def _published_at(task: Any) -> float | None:
+    """When the run's message was sent, or when it was due if it was sent with a countdown (a post due in 10 s is
+    not 10 s late when it runs on time)."""
     request = getattr(task, "request", None)
     if request is None:
         return None
@@ -40,9 +44,16 @@ def _published_at(task: Any) -> float | None:
     if value is None:
         value = (getattr(request, "headers", None) or {}).get(PUBLISHED_AT_HEADER)
     try:
-        return float(value) if value is not None else None
+        published = float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+    eta = getattr(request, "eta", None)
+    if published is not None and eta:
+        try:
+            published = max(published, datetime.fromisoformat(str(eta)).timestamp())
+        except ValueError:
+            pass  # not a timestamp: keep the publication time
+    return published
 
 
 @task_postrun.connect(dispatch_uid="ops.metrics_task_finished")
