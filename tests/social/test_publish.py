@@ -359,3 +359,27 @@ def test_the_social_tasks_route_to_the_distribution_queue_and_the_sweep_is_decla
     for task in (tasks.social_publish, tasks.social_publish_due):
         assert app.amqp.router.route({}, task.name)["queue"].name == "distribution"
     assert [d["task"] for d in PERIODIC_TASKS] == ["distribution.social_publish_due"]
+
+
+def test_a_published_post_observes_its_lag_behind_the_hold_in_tp_delivery_lag_seconds(
+    drafts, x_api, reddit_api, approver, django_capture_on_commit_callbacks
+):
+    from prometheus_client import REGISTRY
+
+    def observed(platform: str) -> tuple[float, float]:
+        labels = {"channel": platform, "tier": "social"}
+        return (
+            REGISTRY.get_sample_value("tp_delivery_lag_seconds_count", labels) or 0.0,
+            REGISTRY.get_sample_value("tp_delivery_lag_seconds_sum", labels) or 0.0,
+        )
+
+    before = {platform: observed(platform) for platform in ("x", "reddit")}
+    approve_all(drafts, approver, django_capture_on_commit_callbacks)
+
+    advance(HOLD.total_seconds() + 20)  # the sweep runs 20 s after the posts were allowed out
+    assert tasks.social_publish_due()["published"] == 2
+
+    for platform in ("x", "reddit"):
+        count, total = observed(platform)
+        assert count - before[platform][0] == 1
+        assert total - before[platform][1] == pytest.approx(20, abs=1)
