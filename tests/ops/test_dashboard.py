@@ -312,3 +312,11 @@ def test_a_listener_that_stopped_reporting_counts_as_no_ingestion(client):
 
     assert ingestion["stale"] is True and ingestion["rate_per_s"] == 0.0
     assert all(c["last_frame_age_s"] > 119 for c in ingestion["channels"])
+
+
+def test_a_replay_records_no_dashboard_samples(redis_store):
+    with clock.simulated(clock.now() - timedelta(days=3)):
+        assert dashboard_sample_record() is None
+    assert redis_store.llen(SERIES_KEY) == 0
+    assert dashboard_sample_record() is not None
+    assert redis_store.llen(SERIES_KEY) == 1
