@@ -229,7 +229,7 @@ def operator(django_user_model: Any, username: str, *permissions: str, **fields:
     """An active staff user holding exactly ``permissions`` ("app_label.codename")."""
     from django.contrib.auth.models import Permission
 
-    user = django_user_model.objects.create_user(username, password="pw", is_staff=True, **fields)
+    user = django_user_model.objects.create_user(username, password=None, is_staff=True, **fields)
     for dotted in permissions:
         app_label, codename = dotted.split(".", 1)
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))

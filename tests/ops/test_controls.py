@@ -66,7 +66,7 @@ def test_each_control_is_refused_without_its_permission_and_the_refusal_is_audit
 
 
 def test_an_inactive_user_is_refused_even_as_superuser(django_user_model):
-    user = django_user_model.objects.create_superuser("ghost", password="pw", is_active=False)
+    user = django_user_model.objects.create_superuser("ghost", password=None, is_active=False)
 
     with pytest.raises(ControlRefused, match="not an active user"):
         control_run("kill_switch_engage", user=user, params={}, channel="dashboard")
@@ -75,7 +75,7 @@ def test_an_inactive_user_is_refused_even_as_superuser(django_user_model):
 
 
 def test_a_superuser_may_run_every_control_and_sees_them_all(django_user_model):
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
     viewer = operator(django_user_model, "viewer")
 
     assert [c.name for c in controls_for(admin)] == list(CONTROLS)
@@ -98,7 +98,7 @@ def test_a_superuser_may_run_every_control_and_sees_them_all(django_user_model):
     ],
 )
 def test_bad_parameters_are_an_error_with_a_clear_message_and_are_audited(name, params, message, django_user_model):
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
 
     with pytest.raises(ControlError, match=message):
         control_run(name, user=admin, params=params, channel="api")
@@ -108,7 +108,7 @@ def test_bad_parameters_are_an_error_with_a_clear_message_and_are_audited(name, 
 
 
 def test_an_unknown_control_is_an_error_and_audited(django_user_model):
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
 
     with pytest.raises(ControlError, match="unknown control 'launch_missiles'"):
         control_run("launch_missiles", user=admin, params={}, channel="api")
@@ -120,7 +120,7 @@ def test_a_decided_signal_cannot_be_overridden(django_user_model, committed):
     from apps.risk.services import signal_review
     from tests.risk.factories import SignalFactory
 
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
     signal = SignalFactory()
     with committed():
         signal_review(signal_id=signal.signal_id)
@@ -135,7 +135,7 @@ def test_approving_a_signal_goes_through_risk_and_the_kill_switch_still_rejects_
     from apps.risk.services import kill_switch_engage
     from tests.risk.factories import SignalFactory
 
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
     with committed():
         kill_switch_engage(by="ops", reason="incident")
     signal = SignalFactory()
@@ -163,7 +163,7 @@ def test_rejecting_a_signal_records_the_operator_in_its_decision_and_no_order_is
     from apps.risk.services import signal_review
     from tests.risk.factories import SignalFactory
 
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
     signal = SignalFactory()
     with committed():
         control_run(
@@ -183,7 +183,7 @@ def test_a_finished_order_is_not_cancellable(django_user_model):
     from apps.execution.models import Order, OrderStatus
     from tests.risk.factories import SignalFactory
 
-    admin = django_user_model.objects.create_superuser("root", password="pw")
+    admin = django_user_model.objects.create_superuser("root", password=None)
     signal = SignalFactory(status="active")
     order = Order.objects.create(
         client_order_id="filled-1",
