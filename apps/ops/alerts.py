@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -496,16 +497,26 @@ def notices_deliver(*, now: datetime) -> DeliveryReport:
 # --- the entry points -------------------------------------------------------------------------------------------------
 
 
-def _locked(client: redis.Redis) -> Any:
-    return client.lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False)
+def _lock_acquire(client: redis.Redis) -> str | None:
+    """Take the alerts lock (``SET NX`` with an expiry, so a crashed holder frees it); the token proves ownership."""
+    token = uuid.uuid4().hex
+    return token if client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS) else None
 
 
-def _release(lock: Any) -> None:
-    try:
-        lock.release()
-    except redis.exceptions.LockError:
-        # It outlived LOCK_SECONDS and another run may hold it now: that run finishes its own work.
-        logger.warning("alerts: the lock expired before the run ended")
+def _lock_release(client: redis.Redis, token: str) -> None:
+    """Free the lock only if it is still ours (WATCH, not a Lua script: the embedded in-process store has no Lua)."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(LOCK_KEY)
+            if pipe.get(LOCK_KEY) != token:
+                # It outlived LOCK_SECONDS and another run may hold it now: that run finishes its own work.
+                logger.warning("alerts: the lock expired before the run ended")
+                return
+            pipe.multi()
+            pipe.delete(LOCK_KEY)
+            pipe.execute()
+        except redis.WatchError:
+            logger.warning("alerts: the lock changed hands while it was being released")
 
 
 def alerts_evaluate() -> EvaluationReport:
@@ -515,8 +526,9 @@ def alerts_evaluate() -> EvaluationReport:
     if clock.is_simulated():
         report.skipped = "simulated clock (replay)"
         return report
-    lock = _locked(store.get_redis())
-    if not lock.acquire():
+    client = store.get_redis()
+    token = _lock_acquire(client)
+    if token is None:
         report.skipped = "another evaluation is running"
         return report
     try:
@@ -527,16 +539,17 @@ def alerts_evaluate() -> EvaluationReport:
         report.raised, report.resolved = findings_apply(findings, evaluated=evaluated, now=now)
         report.delivery = notices_deliver(now=now)
     finally:
-        _release(lock)
+        _lock_release(client, token)
     return report
 
 
 def alerts_deliver() -> DeliveryReport:
     """Deliver what is owed now (after Alertmanager's webhook), unless an evaluation is running: it delivers too."""
-    lock = _locked(store.get_redis())
-    if not lock.acquire():
+    client = store.get_redis()
+    token = _lock_acquire(client)
+    if token is None:
         return DeliveryReport(skipped="an evaluation is running; it delivers")
     try:
         return notices_deliver(now=clock.now())
     finally:
-        _release(lock)
+        _lock_release(client, token)

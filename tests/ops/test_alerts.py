@@ -331,3 +331,20 @@ def test_the_admin_lists_unacknowledged_alerts_first_and_acknowledges_through_th
     assert older.acknowledged_by == "ops" and older.acknowledged_at is not None
     assert AuditLog.objects.filter(action="control.alert_acknowledge", actor="ops").count() == 1
     assert client.get("/admin/ops/alert/add/").status_code == 403
+
+
+def test_an_evaluation_finding_another_one_running_does_nothing_and_frees_only_its_own_lock(
+    channels, uw_feed, redis_store
+):
+    telegram, _ = channels
+    _listener_reports(redis_store, last_frame_age=300)
+    redis_store.set(alerts.LOCK_KEY, "another-run", ex=60)
+
+    assert tasks.alerts_evaluate.delay().get()["skipped"] == "another evaluation is running"
+    assert not Alert.objects.exists() and redis_store.get(alerts.LOCK_KEY) == "another-run"
+
+    redis_store.delete(alerts.LOCK_KEY)
+    tasks.alerts_evaluate.delay()
+
+    assert redis_store.get(alerts.LOCK_KEY) is None
+    assert len(_telegram_texts(telegram)) == 1

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from apps.core import queues
 from apps.core.beat import PeriodicDeclaration
 from apps.ops import beat_schedules, schedules
 from apps.ops.beat_schedules import periodic_tasks_sync
@@ -188,10 +189,13 @@ def test_the_command_installs_the_ops_canary_every_minute_and_is_idempotent():
     rows = _rows()
     call_command("setup_schedules", stdout=second)
 
-    canary = PeriodicTask.objects.get(task="ops.canary")
+    canary = PeriodicTask.objects.get(name="ops: worker canary")
     assert (canary.interval.every, canary.interval.period) == (60, IntervalSchedule.SECONDS)
     assert canary.enabled and canary.queue == "ops"
     assert f"created   {canary.name}" in first.getvalue()
+    # One canary per stage queue, each routed to the queue it names (docs/alerting.md).
+    canaries = PeriodicTask.objects.filter(task="ops.canary", enabled=True)
+    assert {row.queue: json.loads(row.kwargs)["queue"] for row in canaries} == {q: q for q in queues.ALL}
     assert _rows() == rows
     assert " 0 created, 0 updated, 0 disabled," in second.getvalue()
 
