@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingplatform.settings")
 
@@ -20,3 +22,13 @@ app.conf.task_routes = {
     **{f"{stage}.*": {"queue": stage} for stage in STAGES},
 }
 app.autodiscover_tasks()
+
+
+@setup_logging.connect(dispatch_uid="tradingplatform.keep_django_logging")
+def keep_django_logging(**_: Any) -> None:
+    """Workers and beat log through Django's ``LOGGING`` (LOG_LEVEL, LOG_FORMAT, the correlation id) and nothing else.
+
+    Without a receiver of this signal Celery configures logging itself and sets the root level from its own
+    ``--loglevel`` (WARNING by default), which silenced every INFO line of the stages in the workers whatever LOG_LEVEL
+    said.  Django has configured logging already when a worker or beat starts (the Django fixup calls setup).
+    """

@@ -26,7 +26,7 @@ from django.db import transaction
 from apps.analytics import features as ft
 from apps.analytics import pricing, selectors
 from apps.analytics.models import AnalyticsSnapshot
-from apps.core import calendar, clock
+from apps.core import calendar, clock, correlation
 from apps.core.events import Envelope, dumps
 from apps.core.money import to_decimal, to_decimal_or_none
 from apps.core.pipeline import enqueue_after_commit
@@ -337,7 +337,9 @@ def snapshot_compute(*, ticker: str, as_of: datetime | str) -> SnapshotResult:
                 gex_ids=gex_ids,
             )
             payload = {"ticker": ticker, "bucket": bucket, "as_of": instant.isoformat(), "features": features}
-            event = Envelope(kind=EVENT_KIND, schema_version=SCHEMA_VERSION, payload=payload, correlation_id=ticker)
+            event = Envelope(
+                kind=EVENT_KIND, schema_version=SCHEMA_VERSION, payload=payload, correlation_id=correlation.current()
+            )
             snapshot, created = AnalyticsSnapshot.objects.get_or_create(
                 ticker=ticker,
                 bucket=bucket,

@@ -9,6 +9,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        # The correlation id travels with every task (message header) in every process that loads Django.
+        from apps.core import correlation  # noqa: F401
+
         # Register every app's tasks in every process (management commands and the replay included), not only in
         # workers, so a task looked up by its dotted name is always found. All models are loaded by now.
         for config in apps.get_app_configs():

@@ -25,6 +25,7 @@ from celery import current_app
 
 from apps.core import calendar, clock
 from apps.core.beat import PeriodicDeclaration, SimulatedBeat
+from apps.core.logging import correlated
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ def replay_session(
         if beat is not None and batch_end is not None:
             beat.run_until(batch_end, clock.advance_to)
             clock.advance_to(batch_end)
-        result = ingest_lines(lines=batch, source=source)
+        # One id per batch, as a live batch gets from its ingestion task: every stage the batch leads to logs it.
+        with correlated(f"replay-{counts.batches + 1}"):
+            result = ingest_lines(lines=batch, source=source)
         counts.accepted += result.accepted
         counts.duplicates += result.duplicates
         counts.quarantined += result.quarantined
