@@ -104,7 +104,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with the operations dashboard (admin/ops/dashboard/) and a status headline on its index page.
+    "apps.ops.admin_config.OpsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -126,6 +127,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.social",
     "apps.ops",
+    "apps.api",
 ]
 
 MIDDLEWARE = [
@@ -219,7 +221,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Trading platform API", "VERSION": "1"}
+SPECTACULAR_SETTINGS: dict[str, object] = {"TITLE": "Trading platform API", "VERSION": "1"}
+
+# --- Operations API (apps/api, docs/api.md) ---------------------------------------------------------------------------
+# Several tables have a "status" or "kind" with different choices: each set gets its own name in /api/schema/.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "SignalStatusEnum": "apps.signals.models.Signal.Status",
+    "OrderStatusEnum": "apps.execution.models.OrderStatus",
+    "TradeStatusEnum": "apps.execution.models.Trade.Status",
+    "PostStatusEnum": "apps.distribution.models.DistributionPost.Status",
+    "PostKindEnum": "apps.distribution.models.PostKind",
+    "ReportStatusEnum": "apps.commentary.models.AiReport.Status",
+    "ReportKindEnum": "apps.commentary.models.ReportKind",
+    "ControlParamKindEnum": [("text", "text"), ("int", "int"), ("choice", "choice")],
+}
 
 # --- Redis and Celery -------------------------------------------------------------------------------------------------
 REDIS_URL = _url("REDIS_URL", ("redis", "rediss", "unix"))
@@ -363,6 +378,43 @@ ANTHROPIC_BASE_URL = _url("ANTHROPIC_BASE_URL", ("http", "https"))
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-4-5")
 ANTHROPIC_TIMEOUT_SECONDS = _float("ANTHROPIC_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 ANTHROPIC_MAX_RETRIES = _int("ANTHROPIC_MAX_RETRIES", 2, minimum=0)
+
+# --- Operations dashboard (admin/ops/dashboard/) ---------------------------------------------------------------------
+# How often the page polls its JSON endpoint, and how often beat's ops.dashboard_sample records the charts' figures.
+DASHBOARD_REFRESH_SECONDS = _int("DASHBOARD_REFRESH_SECONDS", 5, minimum=1)
+DASHBOARD_SAMPLE_SECONDS = _int("DASHBOARD_SAMPLE_SECONDS", 10, minimum=1)
+
+# --- Alerts (apps/ops/alerts.py, docs/alerting.md) -----------------------------------------------------------------
+# Thresholds of the platform's own evaluator (beat's ops.alerts_evaluate every 15 s); docker/prometheus/alerts.yml
+# uses the same defaults.  A feed is stale when no frame came for this long during the session (and it is not paused).
+FEED_STALE_SECONDS = _int("FEED_STALE_SECONDS", 120, minimum=1)
+# The REST pollers run every minute or more: their feed gets a longer threshold.
+UW_REST_STALE_SECONDS = _int("UW_REST_STALE_SECONDS", 300, minimum=1)
+# Messages waiting in one stage queue before QueueBacklog fires.
+QUEUE_BACKLOG_THRESHOLD = _int("QUEUE_BACKLOG_THRESHOLD", 1000, minimum=1)
+# DeadLettersGrowing: at least this many failed task runs within the window.
+DEAD_LETTERS_ALERT_THRESHOLD = _int("DEAD_LETTERS_ALERT_THRESHOLD", 1, minimum=1)
+DEAD_LETTERS_ALERT_WINDOW_SECONDS = _int("DEAD_LETTERS_ALERT_WINDOW_SECONDS", 900, minimum=1)
+# RedisMemoryHigh: used/maxmemory above this share when Redis has a maxmemory, else used memory above the bytes.
+REDIS_MEMORY_ALERT_RATIO = _float("REDIS_MEMORY_ALERT_RATIO", 0.8, minimum=0.01)
+REDIS_MEMORY_ALERT_BYTES = _int("REDIS_MEMORY_ALERT_BYTES", 2 * 1024**3, minimum=1)
+# WorkerStalled: a canary sent to a queue waited this long without a worker consuming it (beat sends one a minute).
+WORKER_STALLED_SECONDS = _int("WORKER_STALLED_SECONDS", 180, minimum=1)
+# Where alerts (and their resolutions) are sent: a Telegram chat through the bot (TELEGRAM_BOT_TOKEN,
+# TELEGRAM_BASE_URL) and/or a Discord webhook.  Neither set: alerts are only in the admin.
+OPS_ALERT_TELEGRAM_CHAT_ID = env.str("OPS_ALERT_TELEGRAM_CHAT_ID", default="")
+OPS_ALERT_DISCORD_WEBHOOK_URL = _url("OPS_ALERT_DISCORD_WEBHOOK_URL", ("http", "https"))
+# Bearer token Alertmanager sends to POST /ops/alertmanager/; empty refuses every call.
+ALERTMANAGER_WEBHOOK_TOKEN = env.str("ALERTMANAGER_WEBHOOK_TOKEN", default="")
+# Prometheus and Alertmanager reach the web process over plain HTTP inside the compose network (as http://web:8000,
+# so DJANGO_ALLOWED_HOSTS keeps "web"); those two paths are not redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$", r"^ops/alertmanager/$"]
+
+# --- Metrics (Prometheus) --------------------------------------------------------------------------------------------
+# Workers and listeners serve their process group's metrics on this port (0 = not served); the web process serves
+# /metrics on its own port.  PROMETHEUS_MULTIPROC_DIR is read before the settings (tradingplatform/metrics_dir.py).
+METRICS_PORT = _int("METRICS_PORT", 0, minimum=0)
+METRICS_ADDRESS = env.str("METRICS_ADDRESS", default="127.0.0.1").strip() or "127.0.0.1"
 
 # --- Logging ----------------------------------------------------------------------------------------------------------
 LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

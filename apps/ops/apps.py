@@ -8,4 +8,10 @@ class OpsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the Celery signal receivers (dead letters) in every process that loads Django, workers included.
-        from apps.ops import receivers  # noqa: F401
+        # Task counts and stage latency, and a worker's metrics endpoint (apps/ops/metrics_signals.py).
+        # The dashboard's beat task lives in its own module; autodiscovery imports only ``tasks``.
+        from apps.ops import (
+            dashboard_tasks,  # noqa: F401
+            metrics_signals,  # noqa: F401
+            receivers,  # noqa: F401
+        )

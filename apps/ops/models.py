@@ -43,6 +43,8 @@ class AuditLog(models.Model):
         ordering = ("-at", "-id")
         verbose_name = "audit log entry"
         verbose_name_plural = "audit log"
+        # Controls (apps/ops/controls.py) owned by no other model: deleting the latest:* or analytics:* caches.
+        permissions = [("flush_caches", "Can flush the latest:* and analytics:* caches")]
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target}".strip()

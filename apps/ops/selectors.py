@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -279,3 +279,121 @@ def _uw_drift_open(client: redis.Redis) -> int | None:
     except redis.RedisError:
         return None
     return int(cast(str, total)) if total else 0
+
+
+# --- Readings of the alert evaluator (apps/ops/alerts.py) and the metrics -------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedReading:
+    """One market data feed as the alerting sees it: in use here, paused by an operator, and the age of its newest
+    frame (``None`` when it never delivered one that is still known)."""
+
+    feed: str
+    in_use: bool
+    paused: bool
+    last_frame_at: datetime | None
+    age_seconds: float | None
+
+
+def _wall(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _uw_stream_last_frame(client: redis.Redis) -> datetime | None:
+    """The listener reports every second, with each channel's last-frame age as of that report (wall clock)."""
+    from apps.ingestion.uw.stream import stream_state
+
+    state = stream_state(store=client)
+    ages = [float(c["last_frame_age_s"]) for c in state.get("channels", {}).values() if "last_frame_age_s" in c]
+    reported = float(state.get("updated_at") or 0)
+    if not ages or not reported:
+        return None
+    return _wall(reported - min(ages))
+
+
+def _stamped_last_frame(client: redis.Redis, feed: str) -> datetime | None:
+    """Feeds without a listener of their own stamp ``ingestion:last_frame_at:<feed>`` (epoch seconds) after storing."""
+    from apps.ingestion.redis_keys import feed_last_frame_key
+
+    raw = client.get(feed_last_frame_key(feed))
+    try:
+        return _wall(float(cast(str, raw))) if raw else None
+    except ValueError:
+        return None
+
+
+def feed_readings() -> list[FeedReading]:
+    """Each feed of ``apps.ingestion.feeds.FEEDS``: whether this deployment uses it (the UW feeds with a UW token,
+    ``ib_market`` with ``BROKER=ib``), its pause flag, and its newest frame, aged on the wall clock that stamped it."""
+    from apps.ingestion.feeds import FEEDS, IB_MARKET, UW_STREAM, feed_is_paused
+
+    client = store.get_redis()
+    now = _wall(time.time())
+    readings = []
+    for feed in FEEDS:
+        last = _uw_stream_last_frame(client) if feed == UW_STREAM else _stamped_last_frame(client, feed)
+        in_use = settings.BROKER == "ib" if feed == IB_MARKET else bool(settings.UW_API_TOKEN)
+        age = round(max(0.0, (now - last).total_seconds()), 3) if last is not None else None
+        readings.append(FeedReading(feed, in_use, feed_is_paused(feed, store=client), last, age))
+    return readings
+
+
+@dataclass(frozen=True)
+class CanaryReading:
+    """One stage queue's canary: when a worker last consumed one, and since when one has been waiting unconsumed."""
+
+    queue: str
+    consumed_at: datetime | None
+    age_seconds: float | None
+    pending_since: datetime | None
+    pending_seconds: float | None
+    last_sent_at: datetime | None
+
+
+def _stamp(raw: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(cast(str, raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def canary_readings() -> list[CanaryReading]:
+    """Every stage queue's canary keys (``ops:canary:<queue>``, ``ops:canary:pending:<queue>``,
+    ``ops:canary:sent:<queue>``, written by ``apps.ops.services``), aged on the platform clock that stamped them."""
+    from apps.ops.services import canary_consumed_key, canary_pending_key, canary_sent_key
+
+    client = store.get_redis()
+    pipe = client.pipeline(transaction=False)
+    for name in queues.ALL:
+        pipe.get(canary_consumed_key(name))
+        pipe.get(canary_pending_key(name))
+        pipe.get(canary_sent_key(name))
+    raw = pipe.execute()
+    now = clock.now()
+
+    def age(moment: datetime | None) -> float | None:
+        return round((now - moment).total_seconds(), 3) if moment is not None else None
+
+    readings = []
+    for index, name in enumerate(queues.ALL):
+        consumed, pending, sent = (_stamp(value) for value in raw[3 * index : 3 * index + 3])
+        readings.append(CanaryReading(name, consumed, age(consumed), pending, age(pending), sent))
+    return readings
+
+
+def redis_memory() -> tuple[int, int] | None:
+    """Redis ``used_memory`` and ``maxmemory`` (0: no limit), or ``None`` where there is no INFO (in-process store)."""
+    try:
+        info = store.get_redis().info("memory")
+    except redis.ResponseError:
+        return None
+    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each stage queue of the Redis broker; empty when the broker is not Redis (in process)."""
+    broker_url = settings.CELERY_BROKER_URL
+    if _broker_kind(broker_url) not in ("redis", "rediss", "unix"):
+        return {}
+    return _queue_depths(broker_url)
