@@ -120,10 +120,10 @@ def _session_open_for(now: datetime, seconds: float) -> bool:
 
 
 def _feed_findings(now: datetime) -> list[Finding]:
+    from apps.ingestion.feeds import UW_REST
+
     findings = []
     for reading in selectors.feed_readings():
-        from apps.ingestion.feeds import UW_REST
-
         threshold = settings.UW_REST_STALE_SECONDS if reading.feed == UW_REST else settings.FEED_STALE_SECONDS
         if not reading.in_use or reading.paused or not _session_open_for(now, threshold):
             continue
@@ -380,7 +380,7 @@ def notice_text(alert: Alert) -> str:
     return "\n".join(lines)[:1900]
 
 
-def _telegram_send(text: str) -> None:
+def _telegram_send(text: str) -> float | None:
     from telegram import Bot
     from telegram.error import RetryAfter, TelegramError
 
@@ -399,21 +399,25 @@ def _telegram_send(text: str) -> None:
         raise DeliveryFailed(f"telegram: rate limited ({error})", retry_after=retry_after_seconds(error)) from error
     except TelegramError as error:
         raise DeliveryFailed(f"telegram: {type(error).__name__}: {error}") from error
+    return None  # Telegram says nothing about its limits until a 429
 
 
-def _discord_send(text: str) -> None:
+def _discord_send(text: str) -> float | None:
     from apps.distribution.discord.transport import TransportError, webhook_send
 
     try:
-        webhook_send(url=settings.OPS_ALERT_DISCORD_WEBHOOK_URL, payload={"content": text})
+        delivery = webhook_send(url=settings.OPS_ALERT_DISCORD_WEBHOOK_URL, payload={"content": text})
     except TransportError as error:
         status = f" ({error.status_code})" if error.status_code else ""
         raise DeliveryFailed(f"discord: {error}{status}", retry_after=error.retry_after) from error
+    # Discord's bucket is empty: the next send would be a 429, so wait for its reset instead.
+    return delivery.reset_after if delivery.remaining == 0 else None
 
 
-def delivery_channels() -> dict[str, Callable[[str], None]]:
-    """The operators' channels configured here, by name."""
-    channels: dict[str, Callable[[str], None]] = {}
+def delivery_channels() -> dict[str, Callable[[str], float | None]]:
+    """The operators' channels configured here, by name.  Each sends one text and returns how long to wait before
+    its next send (None: no need to wait), or raises ``DeliveryFailed``."""
+    channels: dict[str, Callable[[str], float | None]] = {}
     if settings.OPS_ALERT_TELEGRAM_CHAT_ID and settings.TELEGRAM_BOT_TOKEN:
         channels[TELEGRAM] = _telegram_send
     if settings.OPS_ALERT_DISCORD_WEBHOOK_URL:
@@ -458,13 +462,17 @@ def _hold(client: redis.Redis, channel: str, seconds: float) -> None:
 
 
 def notices_deliver(*, now: datetime) -> DeliveryReport:
-    """Send every notice owed (oldest first, ``DELIVERY_BATCH`` at most).  Call under the alerts lock."""
+    """Send every notice owed (oldest first, ``DELIVERY_BATCH`` at most).  Call under the alerts lock.
+
+    A channel that fails is not tried again in the same run (an outage would otherwise cost one timeout per notice);
+    the next run tries it again."""
     report = DeliveryReport()
     channels = delivery_channels()
     if not channels:
         report.skipped = "no delivery channel configured"
         return report
     client = store.get_redis()
+    failing: set[str] = set()
     owed = list(Alert.objects.filter(delivered_at__isnull=True).order_by("raised_at", "id")[:DELIVERY_BATCH])
     for alert in owed:
         phase = _phase(alert)
@@ -474,14 +482,18 @@ def notices_deliver(*, now: datetime) -> DeliveryReport:
         for name, send in channels.items():
             if name in done:
                 continue
+            if name in failing:
+                errors.append(f"{name}: not tried, it failed earlier in this run")
+                continue
             if _held(client, name):
                 errors.append(f"{name}: rate limited, waiting")
                 if name not in report.held:
                     report.held.append(name)
                 continue
             try:
-                send(text)
+                wait = send(text)
             except DeliveryFailed as exc:
+                failing.add(name)
                 errors.append(str(exc))
                 report.failed.append(f"{alert.pk}:{phase}:{name}")
                 logger.error("alert %s not delivered to %s (tried again next run): %s", alert.key, name, exc)
@@ -490,6 +502,8 @@ def notices_deliver(*, now: datetime) -> DeliveryReport:
                 continue
             _mark_sent(alert_id=alert.pk, phase=phase, channel=name, now=clock.now())
             report.sent.append(f"{alert.pk}:{phase}:{name}")
+            if wait:
+                _hold(client, name, wait)
         _settle(alert_id=alert.pk, channels=channels, errors=errors, now=clock.now())
     return report
 

@@ -348,3 +348,26 @@ def test_an_evaluation_finding_another_one_running_does_nothing_and_frees_only_i
 
     assert redis_store.get(alerts.LOCK_KEY) is None
     assert len(_telegram_texts(telegram)) == 1
+
+
+def test_a_channel_that_fails_is_not_knocked_on_again_in_the_same_run(
+    channels, uw_feed, redis_store, django_capture_on_commit_callbacks
+):
+    from apps.risk.services import kill_switch_engage
+
+    telegram, discord = channels
+    discord.script(WEBHOOK, Scripted(500, {"message": "Internal Server Error"}))
+    _listener_reports(redis_store, last_frame_age=300)
+    with django_capture_on_commit_callbacks(execute=True):
+        kill_switch_engage(by="tests", reason="two alerts at once", flatten=False)
+
+    first = tasks.alerts_evaluate.delay().get()
+
+    assert len(first["raised"]) == 2 and len(_telegram_texts(telegram)) == 2
+    assert len(discord.requests_to(WEBHOOK)) == 1  # the second notice did not wait out another failure
+    assert all("discord: " in a.delivery_error for a in Alert.objects.all())
+
+    tasks.alerts_evaluate.delay()
+
+    assert len(_discord_texts(discord)) == 2 and len(_telegram_texts(telegram)) == 2
+    assert not Alert.objects.filter(delivered_at__isnull=True).exists()
