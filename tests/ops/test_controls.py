@@ -291,3 +291,29 @@ def test_the_flush_deletes_only_its_patterns_keys_in_batches(redis_store):
     assert redis_store.keys("analytics:*") == []
     assert redis_store.exists("latest:uw:price:SPY", "analyticsX", "risk:kill_switch") == 3
     assert caches_flush(pattern="analytics") == 0
+
+
+def test_telegrams_pause_feed_names_a_feed_and_defaults_to_the_listener(django_user_model, committed, redis_store):
+    from apps.approvals.models import TelegramIdentity
+    from apps.approvals.telegram.commands import command_run
+
+    user = operator(django_user_model, "olivia", "ingestion.change_streamcontrol", "execution.view_position")
+    TelegramIdentity.objects.create(telegram_user_id=4242, user=user)
+
+    def send(text: str) -> str:
+        command, *args = text.lstrip("/").split()
+        with committed():
+            return command_run(
+                command=command, args=args, chat_id=4242, chat_type="private", telegram_user_id=4242, username="o"
+            )
+
+    assert send("/pause_feed ib_market bad ticks") == (
+        "Feed ib_market paused (Interactive Brokers market data (ticks are dropped, not stored)) until /resume_feed"
+        " ib_market."
+    )
+    assert send("/pause_feed maintenance").startswith("Feed uw_stream paused")
+    state = feeds.feeds_state()
+    assert state["ib_market"]["reason"] == "bad ticks" and state["uw_stream"]["reason"] == "maintenance"
+    assert "Paused feeds: uw_stream, ib_market" in send("/status")
+    assert send("/resume_feed ib_market") == "Feed ib_market resumed."
+    assert not feeds.feed_is_paused("ib_market") and feeds.feed_is_paused("uw_stream")

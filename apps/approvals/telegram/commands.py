@@ -43,8 +43,8 @@ COMMAND_DESCRIPTIONS: dict[str, str] = {
     "pnl": "Realized and open PnL today",
     "kill": "Engage the kill switch: /kill [flatten] [reason]",
     "resume": "Release the kill switch: /resume [reason]",
-    "pause_feed": "Pause the Unusual Whales feed: /pause_feed [reason]",
-    "resume_feed": "Resume the Unusual Whales feed",
+    "pause_feed": "Pause a feed: /pause_feed [uw_stream|uw_rest|ib_market] [reason]",
+    "resume_feed": "Resume a feed: /resume_feed [uw_stream|uw_rest|ib_market] [reason]",
     "help": "What you may do here",
     "cancel": "Forget an edit you started",
 }
@@ -79,17 +79,20 @@ def _money(value: Decimal) -> str:
 
 def _status(inv: Invocation, by: str) -> str:
     from apps.execution.selectors import account_state, open_positions
+    from apps.ingestion.feeds import feeds_state
     from apps.ingestion.uw.stream import stream_state
     from apps.risk.selectors import broker_connected, kill_switch_is_on
 
     connected, why = broker_connected()
     feed = stream_state()
+    paused = [name for name, state in feeds_state().items() if state["paused"]]
     account = account_state()
     return "\n".join(
         [
             f"Kill switch: {'ON' if kill_switch_is_on() else 'off'}",
             f"Broker: {'connected' if connected else 'NOT connected'} ({why})",
             f"UW feed: {'PAUSED' if feed['paused'] else 'not paused'} (listener: {feed.get('status', 'unknown')})",
+            f"Paused feeds: {', '.join(paused) or 'none'}",
             f"Pending approvals: {approval_selectors.pending().count()}",
             f"Open positions: {open_positions().count()}",
             f"Net liq {_money(account.net_liq)}, realized today {_money(account.realized_pnl_today)}",
@@ -140,18 +143,29 @@ def _resume(inv: Invocation, by: str) -> str:
     return f"Kill switch released (event {event.pk}): signals are judged on their merits again."
 
 
-def _pause_feed(inv: Invocation, by: str) -> str:
-    from apps.ingestion.uw.stream import stream_pause_set
+def _feed_and_reason(inv: Invocation) -> tuple[str, str]:
+    # "/pause_feed uw_rest budget" names the feed; "/pause_feed maintenance" means the UW listener, as it always did.
+    from apps.ingestion.feeds import FEEDS, UW_STREAM
 
-    stream_pause_set(paused=True, actor=by, reason=inv.reason)
-    return "UW feed paused: the listener stops taking frames until /resume_feed."
+    if inv.args and inv.args[0] in FEEDS:
+        return inv.args[0], " ".join(inv.args[1:]).strip() or "from Telegram"
+    return UW_STREAM, inv.reason
+
+
+def _pause_feed(inv: Invocation, by: str) -> str:
+    from apps.ingestion.feeds import FEEDS, feed_pause_set
+
+    feed, reason = _feed_and_reason(inv)
+    feed_pause_set(feed=feed, paused=True, actor=by, reason=reason)
+    return f"Feed {feed} paused ({FEEDS[feed]}) until /resume_feed {feed}."
 
 
 def _resume_feed(inv: Invocation, by: str) -> str:
-    from apps.ingestion.uw.stream import stream_pause_set
+    from apps.ingestion.feeds import feed_pause_set
 
-    stream_pause_set(paused=False, actor=by, reason=inv.reason)
-    return "UW feed resumed."
+    feed, reason = _feed_and_reason(inv)
+    feed_pause_set(feed=feed, paused=False, actor=by, reason=reason)
+    return f"Feed {feed} resumed."
 
 
 _RUN: dict[str, Callable[[Invocation, str], str]] = {
