@@ -65,3 +65,38 @@ def test_production_requires_a_secret_key(tmp_path):
     result = _check({"DJANGO_PRODUCTION": "1", "DJANGO_SECRET_KEY": ""}, tmp_path)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def _deploy_check(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TP_TASKS_EAGER")}
+    env.update({"TP_DATA_DIR": str(tmp_path), **env_overrides})
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path):
+    # What compose gives the web service: production on, a real secret, the public host, behind the TLS proxy.
+    result = _deploy_check(
+        {
+            "DJANGO_PRODUCTION": "1",
+            "DJANGO_SECRET_KEY": "k3y-" + "Zq8vR2mX9pL4sT7wB1nC6dF0hJ5gK3aE" * 2,
+            "DJANGO_ALLOWED_HOSTS": "ops.example.org",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://ops.example.org",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_flags_the_embedded_default(tmp_path):
+    # The same check fails outside production (no HSTS, no SSL redirect, insecure cookies): it is not vacuous.
+    result = _deploy_check({}, tmp_path)
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr and "security.W016" in result.stderr
