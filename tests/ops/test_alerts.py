@@ -371,3 +371,15 @@ def test_a_channel_that_fails_is_not_knocked_on_again_in_the_same_run(
 
     assert len(_discord_texts(discord)) == 2 and len(_telegram_texts(telegram)) == 2
     assert not Alert.objects.filter(delivered_at__isnull=True).exists()
+
+
+def test_production_does_not_redirect_prometheus_and_alertmanager_to_https_but_does_the_admin(settings):
+    # Inside the compose network both call http://web:8000 (docs/alerting.md); the public face is HTTPS.
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALERTMANAGER_WEBHOOK_TOKEN = TOKEN
+    client = Client(HTTP_HOST="web:8000")
+    settings.ALLOWED_HOSTS = ["web"]
+
+    assert _post(client, _payload("firing"), token="wrong").status_code == 401
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/admin/login/").status_code == 301
