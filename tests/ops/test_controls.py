@@ -317,3 +317,25 @@ def test_telegrams_pause_feed_names_a_feed_and_defaults_to_the_listener(django_u
     assert "Paused feeds: uw_stream, ib_market" in send("/status")
     assert send("/resume_feed ib_market") == "Feed ib_market resumed."
     assert not feeds.feed_is_paused("ib_market") and feeds.feed_is_paused("uw_stream")
+
+
+def test_the_ib_listener_does_not_even_queue_ticks_while_ib_market_is_paused(committed):
+    from apps.execution.ib.dispatch import TaskSink
+    from tests.risk.factories import record_tasks, stop_recording
+
+    tick = {"key": "SPY", "sec_type": "STK", "con_id": 756733, "field": "last", "value": "600.25"}
+    tick["at"] = clock.now().isoformat()
+    with committed():
+        feeds.feed_pause_set(feed="ib_market", paused=True, actor="alice")
+    recorder = record_tasks()
+    try:
+        with committed():
+            TaskSink().ticks([tick])
+        assert recorder.named("ingestion.ib_ticks") == []
+        with committed():
+            feeds.feed_pause_set(feed="ib_market", paused=False, actor="alice")
+        with committed():
+            TaskSink().ticks([tick])
+        assert len(recorder.named("ingestion.ib_ticks")) == 1
+    finally:
+        stop_recording(recorder)

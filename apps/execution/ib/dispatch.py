@@ -28,8 +28,19 @@ class TaskSink:
         ib_account.delay(values)
 
     def ticks(self, ticks: list[dict[str, Any]]) -> None:
+        import redis
         from celery import current_app
 
+        from apps.ingestion.feeds import IB_MARKET, feed_is_paused
+
+        # An operator paused IB market data: the batch is not even queued (the task would drop it; this spares the
+        # ingestion queue).  Unable to ask Redis, it is queued and the task decides.
+        try:
+            if feed_is_paused(IB_MARKET):
+                logger.debug("IB ticks: %d not sent, the ib_market feed is paused", len(ticks))
+                return
+        except redis.RedisError as exc:
+            logger.warning("IB ticks: pause flag unreadable (%s); sending the batch", exc)
         if "ingestion.ib_ticks" not in current_app.tasks:
             current_app.loader.import_default_modules()
         current_app.tasks["ingestion.ib_ticks"].delay(ticks)
