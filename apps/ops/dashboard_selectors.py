@@ -63,7 +63,7 @@ def redis_memory(client: redis.Redis) -> dict[str, Any]:
     embedded default's in-process store, which has no INFO."""
     try:
         info = client.info("memory")
-    except redis.ResponseError:
+    except redis.RedisError:  # unreachable, or the in-process store (no INFO)
         return {"used_bytes": None, "max_bytes": None, "used_pct": None}
     used, maximum = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
     return {
@@ -76,8 +76,12 @@ def redis_memory(client: redis.Redis) -> dict[str, Any]:
 def ingestion_figures() -> dict[str, Any]:
     """The Unusual Whales listener's own report (``uw:stream:state`` and ``uw:stream:channels``, written every second):
     per channel the frames seen, the rate and how long ago the last frame arrived, aged to now.  A listener that
-    stopped reporting leaves its last rates behind; they count as zero once the report is stale."""
-    state = stream_state()
+    stopped reporting leaves its last rates behind; they count as zero once the report is stale.  With Redis
+    unreachable the status says so and there are no channels."""
+    try:
+        state = stream_state()
+    except redis.RedisError as exc:
+        state = {"status": f"unknown: Redis unreachable ({type(exc).__name__})"}
     now = time.time()
     updated = float(state.get("updated_at") or 0)
     report_age = round(max(0.0, now - updated), 1) if updated else None
@@ -110,8 +114,12 @@ def ingestion_figures() -> dict[str, Any]:
 
 def feed_figures(*, ingestion: dict[str, Any], broker: dict[str, Any]) -> list[dict[str, Any]]:
     """The three pausable feeds: paused or not (the Redis flag the readers obey), who paused it and why, and what the
-    feed itself reports (the UW listener's status, the IB connection)."""
-    states = feeds_state()
+    feed itself reports (the UW listener's status, the IB connection).  ``paused`` is ``None`` when Redis (where the
+    flags live) cannot be read."""
+    try:
+        states: dict[str, Any] = dict(feeds_state())
+    except redis.RedisError:
+        states = {feed: {"paused": None, "by": "", "since": None, "reason": "Redis unreachable"} for feed in FEEDS}
     rows = []
     for feed, description in FEEDS.items():
         state = states[feed]
@@ -273,13 +281,15 @@ def dashboard_snapshot() -> dict[str, Any]:
     """Everything the dashboard shows at one instant, JSON-ready (money as decimal strings, times ISO 8601 UTC).
 
     ``health_snapshot()`` supplies database, Redis, queue depths, the canary and the kill switch; each panel adds its
-    own bounded read.  The database and Redis are assumed reachable here (the page is served by Django and Redis is
-    the broker); ``health.ok`` says when one is not.
+    own bounded read.  Redis being unreachable is shown, not raised: the page is most needed during an incident (the
+    database is reachable, or Django could not have authenticated the request).
     """
     health = health_snapshot()
-    client = store.get_redis()
-    memory = redis_memory(client)
-    connected, detail = broker_connected()
+    memory = redis_memory(store.get_redis())
+    try:
+        connected, detail = broker_connected()
+    except redis.RedisError as exc:  # BROKER=ib: the connection state lives in Redis
+        connected, detail = False, f"unknown: Redis unreachable ({type(exc).__name__})"
     broker = {"broker": settings.BROKER, "connected": connected, "detail": detail}
     ingestion = ingestion_figures()
     return {
@@ -351,12 +361,15 @@ def dashboard_series(*, since: float | None = None) -> list[dict[str, Any]]:
     start = _session_start(now)
     floor = max(start, since) if since is not None else start
     client = store.get_redis()
-    if since is not None:
-        wanted = int((now.timestamp() - since) / settings.DASHBOARD_SAMPLE_SECONDS) + 2
-        tail = min(max(wanted, 2), series_capacity())
-        raw = client.lrange(SERIES_KEY, -tail, -1)
-    else:
-        raw = client.lrange(SERIES_KEY, 0, -1)
+    try:
+        if since is not None:
+            wanted = int((now.timestamp() - since) / settings.DASHBOARD_SAMPLE_SECONDS) + 2
+            tail = min(max(wanted, 2), series_capacity())
+            raw = client.lrange(SERIES_KEY, -tail, -1)
+        else:
+            raw = client.lrange(SERIES_KEY, 0, -1)
+    except redis.RedisError:
+        return []  # the charts keep what they have; the Health panel says why
     samples = []
     for item in cast(list[str], raw):
         try:

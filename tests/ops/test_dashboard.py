@@ -320,3 +320,25 @@ def test_a_replay_records_no_dashboard_samples(redis_store):
     assert redis_store.llen(SERIES_KEY) == 0
     assert dashboard_sample_record() is not None
     assert redis_store.llen(SERIES_KEY) == 1
+
+
+def test_the_dashboard_still_answers_when_redis_is_unreachable(client, settings):
+    staff_user("operator", permissions=OPERATOR_PERMISSIONS)
+    client.login(username="operator", password="pw-dashboard")
+    open_position()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    store.reset_client()
+    try:
+        data = client.get(reverse("admin:ops_dashboard_data")).json()
+        page = client.get(reverse("admin:ops_dashboard"))
+        index = client.get(reverse("admin:index"))
+    finally:
+        store.reset_client()  # the settings fixture puts REDIS_URL back; the next client is built from it
+
+    assert page.status_code == 200
+    assert index.status_code == 200 and re.search(r"Redis</span><span[^>]*>DOWN<", index.content.decode())
+    assert data["health"]["redis_ok"] is False and data["health"]["redis_memory"]["used_bytes"] is None
+    assert "Redis unreachable" in data["ingestion"]["status"]
+    assert {f["paused"] for f in data["feeds"]} == {None}
+    assert data["kill_switch"]["on"] is None
+    assert data["series"] == [] and len(data["positions"]) == 1

@@ -155,13 +155,14 @@
   function renderFeeds(s) {
     rows("feeds-body", s.feeds.map(function (f) {
       var who = f.since ? clockTime(f.since) + " by " + f.by + (f.reason ? " — " + f.reason : "") : (f.by ? "by " + f.by : "—");
+      var state = f.paused === null ? badge("unknown", "warn") : (f.paused ? badge("paused", "bad") : badge("live", "ok"));
       var button = f.paused ?
         controlForm("feed_resume", { feed: f.feed }, "Resume") :
         controlForm("feed_pause", { feed: f.feed }, "Pause", { confirm: "Pause " + f.feed + "? " + f.description });
       // The description's head names the feed; the rest (what a pause stops) is the tooltip.
       var name = f.description.split(" (")[0];
       return '<tr data-feed="' + esc(f.feed) + '" title="' + esc(f.description) + '"><td><strong class="ops-mono">' + esc(f.feed) +
-        '</strong><br><span class="mini quiet">' + esc(name) + '</span></td><td class="feed-state">' + (f.paused ? badge("paused", "bad") : badge("live", "ok")) +
+        '</strong><br><span class="mini quiet">' + esc(name) + '</span></td><td class="feed-state">' + state +
         "</td><td>" + esc(who) + "</td><td>" + esc(f.source_status) + "</td><td>" + button + "</td></tr>";
     }), 5, "no feeds");
   }
