@@ -1,8 +1,8 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright) against the live Django server: an operator
 signs in through the admin's login form, watches the figures and charts fill in, pauses a feed, trips and clears the
 kill switch and acknowledges an alert; a colleague without the permissions sees the controls disabled and is refused
-when posting them anyway.  The page is saved as a screenshot for people to look at (``var/artifacts/dashboard.png``,
-or ``$TEST_ARTIFACTS_DIR``)."""
+when posting them anyway.  The pages are saved as screenshots for people to look at (``var/artifacts/dashboard.png``
+and ``admin_index.png``, or in ``$TEST_ARTIFACTS_DIR``)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
 
     context, page = signed_in(browser, live_server.url, operator.username)
     headline = page.locator("#ops-headline").text_content() or ""
+    page.screenshot(path=str(artifacts_dir() / "admin_index.png"), full_page=True)
     assert "Kill switch" in headline and "Unacknowledged alerts" in headline
 
     open_dashboard(page)
