@@ -11,10 +11,11 @@ from apps.ops import alerts, services
 
 
 @shared_task(name="ops.canary", ignore_result=True)
-def canary(queue: str = queues.OPS) -> str:
+def canary(*, queue: str = queues.OPS) -> str:
     """Prove that a worker consumes ``queue`` by stamping ``ops:canary:<queue>`` (and, for ``ops``, ``ops:canary``)
     with the time it ran.  Beat sends one to every stage queue, routed to that queue, with ``queue`` naming it.
 
+    ``queue`` is keyword-only: a canary sent with positional arguments is a mistake and fails (a dead letter).
     Running it twice only moves the stamp forward to the later run, which is exactly what it should say.
     """
     return services.canary_beat(queue=queue)
