@@ -55,6 +55,8 @@ def test_a_canary_stamps_its_own_queue_and_the_ops_one_keeps_the_health_key(redi
     assert redis_store.get(services.CANARY_KEY) == redis_store.get(services.canary_consumed_key("ops"))
 
 
+# Canaries always go to the broker (send_task), whatever the suite's in-process setting for the other tasks says.
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
 def test_a_sent_canary_left_waiting_past_the_threshold_raises_worker_stalled_until_consumed(settings, redis_store):
     settings.WORKER_STALLED_SECONDS = 60
     services.canaries_send(queue_names=["signals"])  # published to the real broker; no worker consumes it here
