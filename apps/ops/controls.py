@@ -389,15 +389,20 @@ def controls_for(user: User) -> list[Control]:
     return [control for name, control in CONTROLS.items() if control_allowed(name, user=user)]
 
 
-def control_run(name: str, *, user: User, params: Mapping[str, Any], channel: str) -> ControlResult:
+def control_run(
+    name: str, *, user: User, params: Mapping[str, Any], channel: str, actor: str | None = None
+) -> ControlResult:
     """Run control ``name`` for ``user`` from ``channel`` (admin, api, telegram, dashboard) with ``params``.
+
+    ``actor`` is how the run is signed in the records (default: the username); Telegram signs with the Telegram
+    identity and the username, so the kill switch's history says where the order came from.
 
     Raises ``ControlRefused`` without the permission and ``ControlError`` for an unknown control or channel, bad
     parameters, or a state the control cannot act on; both are audited before they are raised, as is every run
     (``outcome`` ``ok`` or ``not_done`` when the service ran but did not get there, e.g. an exit the broker did not
     fill).  Any other exception from the service is audited as ``failed`` and raised unchanged.
     """
-    actor = _actor(user)
+    actor = actor or _actor(user)
     params = dict(params or {})
     control = CONTROLS.get(name)
     if control is None or channel not in CHANNELS:

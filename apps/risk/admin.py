@@ -20,7 +20,7 @@ from django.urls import URLPattern, path, reverse
 
 from apps.risk.models import KillSwitchEvent, RiskDecision, RiskLimits
 from apps.risk.selectors import broker_connected, kill_switch_is_on
-from apps.risk.services import EDITABLE_LIMITS, kill_switch_engage, kill_switch_release, limits_update
+from apps.risk.services import EDITABLE_LIMITS, limits_update
 
 
 @admin.register(RiskLimits)
@@ -51,6 +51,13 @@ class KillSwitchAction:
     permission: str
     explanation: str
 
+
+# Each admin action is an operator control (apps/ops/controls.py).
+_KILL_SWITCH_CONTROLS = {
+    "engage": "kill_switch_engage",
+    "engage_flatten": "flatten_all",
+    "release": "kill_switch_release",
+}
 
 KILL_SWITCH_ACTIONS = {
     action.name: action
@@ -122,12 +129,18 @@ class KillSwitchEventAdmin(admin.ModelAdmin):
             raise PermissionDenied(f"{spec.label} needs the permission {spec.permission}")
         form = KillSwitchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            by, reason = request.user.get_username(), form.cleaned_data["reason"]
-            if spec.name == "release":
-                kill_switch_release(by=by, reason=reason)
+            # The same control as the dashboard, the API and Telegram: same permission, same audit entry.
+            from apps.ops.controls import ControlError, ControlRefused, control_run
+
+            reason = form.cleaned_data["reason"]
+            try:
+                control_run(
+                    _KILL_SWITCH_CONTROLS[spec.name], user=request.user, params={"reason": reason}, channel="admin"
+                )
+            except (ControlRefused, ControlError) as exc:
+                self.message_user(request, f"{spec.label}: not done: {exc}", messages.ERROR)
             else:
-                kill_switch_engage(by=by, reason=reason, flatten=spec.name == "engage_flatten")
-            self.message_user(request, f"{spec.label}: done ({reason})", messages.WARNING)
+                self.message_user(request, f"{spec.label}: done ({reason})", messages.WARNING)
             return redirect("admin:risk_killswitchevent_changelist")
         context = {
             **self.admin_site.each_context(request),

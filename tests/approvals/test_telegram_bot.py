@@ -206,7 +206,7 @@ def test_operator_commands_are_refused_without_their_permission_and_recorded(bot
 
     assert "risk.engage_kill_switch" in command(telegram, VIEWER, "/kill market is weird", "viewer")
     assert "risk.flatten_positions" in command(telegram, VIEWER, "/kill flatten", "viewer")
-    assert "ingestion.change_streamcontrol" in command(telegram, VIEWER, "/pause_feed", "viewer")
+    assert "ingestion.pause_feed" in command(telegram, VIEWER, "/pause_feed", "viewer")
     assert "not linked" in command(telegram, NOBODY, "/status", "mallory")
     assert "Kill switch: off" in command(telegram, VIEWER, "/status", "viewer")
 
@@ -226,7 +226,7 @@ def test_operator_commands_with_their_permission_engage_the_kill_switch_and_paus
         "olivia",
         "risk.engage_kill_switch",
         "risk.release_kill_switch",
-        "ingestion.change_streamcontrol",
+        "ingestion.pause_feed",
         "execution.view_position",
         "execution.view_trade",
         telegram_id=APPROVER,

@@ -297,7 +297,7 @@ def test_telegrams_pause_feed_names_a_feed_and_defaults_to_the_listener(django_u
     from apps.approvals.models import TelegramIdentity
     from apps.approvals.telegram.commands import command_run
 
-    user = operator(django_user_model, "olivia", "ingestion.change_streamcontrol", "execution.view_position")
+    user = operator(django_user_model, "olivia", "ingestion.pause_feed", "execution.view_position")
     TelegramIdentity.objects.create(telegram_user_id=4242, user=user)
 
     def send(text: str) -> str:

@@ -21,19 +21,26 @@ from apps.approvals import selectors as approval_selectors
 from apps.approvals import services
 from apps.approvals.telegram.presses import CHANNEL, actor_name, is_approver_chat
 from apps.core import clock
+from apps.ops.controls import CONTROLS, ControlError, ControlRefused, ControlResult
 
 logger = logging.getLogger(__name__)
+
+# The commands that are operator controls (apps/ops/controls.py): they run through ``control_run`` with the control's
+# own permission, so /kill needs exactly what the admin's and the API's kill switch need.
+COMMAND_CONTROLS: dict[str, str] = {
+    "kill": "kill_switch_engage",
+    "kill flatten": "flatten_all",
+    "resume": "kill_switch_release",
+    "pause_feed": "feed_pause",
+    "resume_feed": "feed_resume",
+}
 
 # The permission each command needs ("kill flatten" is /kill with the word flatten).  docs/telegram.md lists them.
 COMMAND_PERMISSIONS: dict[str, str] = {
     "status": "execution.view_position",
     "positions": "execution.view_position",
     "pnl": "execution.view_trade",
-    "kill": "risk.engage_kill_switch",
-    "kill flatten": "risk.flatten_positions",
-    "resume": "risk.release_kill_switch",
-    "pause_feed": "ingestion.change_streamcontrol",
-    "resume_feed": "ingestion.change_streamcontrol",
+    **{command: CONTROLS[control].permission for command, control in COMMAND_CONTROLS.items()},
 }
 
 # The command menu (setMyCommands); /help, /start and /cancel need no permission.
@@ -77,7 +84,7 @@ def _money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
-def _status(inv: Invocation, by: str) -> str:
+def _status(inv: Invocation, by: str, user: Any) -> str:
     from apps.execution.selectors import account_state, open_positions
     from apps.ingestion.feeds import feeds_state
     from apps.ingestion.uw.stream import stream_state
@@ -100,7 +107,7 @@ def _status(inv: Invocation, by: str) -> str:
     )
 
 
-def _positions(inv: Invocation, by: str) -> str:
+def _positions(inv: Invocation, by: str, user: Any) -> str:
     from apps.execution.selectors import open_positions
 
     rows = list(open_positions()[: _POSITIONS_SHOWN + 1])
@@ -116,7 +123,7 @@ def _positions(inv: Invocation, by: str) -> str:
     return "\n".join(lines)
 
 
-def _pnl(inv: Invocation, by: str) -> str:
+def _pnl(inv: Invocation, by: str, user: Any) -> str:
     from apps.execution.selectors import account_state, realized_pnl_on_day
 
     account = account_state()
@@ -127,20 +134,25 @@ def _pnl(inv: Invocation, by: str) -> str:
     )
 
 
-def _kill(inv: Invocation, by: str) -> str:
-    from apps.risk.services import kill_switch_engage
+def _control(inv: Invocation, by: str, user: Any, name: str, params: dict[str, Any]) -> ControlResult:
+    """Run an operator control exactly as the admin, the dashboard and the API run it (same permission, same audit),
+    signed ``by`` the Telegram identity and the username."""
+    from apps.ops.controls import control_run
 
+    return control_run(name, user=user, params=params, channel="telegram", actor=by)
+
+
+def _kill(inv: Invocation, by: str, user: Any) -> str:
     flatten = inv.permission_key == "kill flatten"
-    event = kill_switch_engage(by=by, reason=inv.reason, flatten=flatten)
+    name = COMMAND_CONTROLS[inv.permission_key]
+    result = _control(inv, by, user, name, {"reason": inv.reason})
     then = " Flattening every position (sent to the execution worker)." if flatten else ""
-    return f"Kill switch ON (event {event.pk}): new entries are refused.{then}"
+    return f"Kill switch ON (event {result.detail['event_id']}): new entries are refused.{then}"
 
 
-def _resume(inv: Invocation, by: str) -> str:
-    from apps.risk.services import kill_switch_release
-
-    event = kill_switch_release(by=by, reason=inv.reason)
-    return f"Kill switch released (event {event.pk}): signals are judged on their merits again."
+def _resume(inv: Invocation, by: str, user: Any) -> str:
+    result = _control(inv, by, user, COMMAND_CONTROLS["resume"], {"reason": inv.reason})
+    return f"Kill switch released (event {result.detail['event_id']}): signals are judged on their merits again."
 
 
 def _feed_and_reason(inv: Invocation) -> tuple[str, str]:
@@ -152,23 +164,21 @@ def _feed_and_reason(inv: Invocation) -> tuple[str, str]:
     return UW_STREAM, inv.reason
 
 
-def _pause_feed(inv: Invocation, by: str) -> str:
-    from apps.ingestion.feeds import FEEDS, feed_pause_set
+def _pause_feed(inv: Invocation, by: str, user: Any) -> str:
+    from apps.ingestion.feeds import FEEDS
 
     feed, reason = _feed_and_reason(inv)
-    feed_pause_set(feed=feed, paused=True, actor=by, reason=reason)
+    _control(inv, by, user, COMMAND_CONTROLS["pause_feed"], {"feed": feed, "reason": reason})
     return f"Feed {feed} paused ({FEEDS[feed]}) until /resume_feed {feed}."
 
 
-def _resume_feed(inv: Invocation, by: str) -> str:
-    from apps.ingestion.feeds import feed_pause_set
-
+def _resume_feed(inv: Invocation, by: str, user: Any) -> str:
     feed, reason = _feed_and_reason(inv)
-    feed_pause_set(feed=feed, paused=False, actor=by, reason=reason)
+    _control(inv, by, user, COMMAND_CONTROLS["resume_feed"], {"feed": feed, "reason": reason})
     return f"Feed {feed} resumed."
 
 
-_RUN: dict[str, Callable[[Invocation, str], str]] = {
+_RUN: dict[str, Callable[[Invocation, str, Any], str]] = {
     "status": _status,
     "positions": _positions,
     "pnl": _pnl,
@@ -233,4 +243,7 @@ def command_run(
         _record(inv, actor=actor, allowed=False, reason=f"needs {permission}")
         return f"Refused: /{permission_key} needs the permission {permission}."
     _record(inv, actor=actor, allowed=True, detail={"permission": permission})
-    return _RUN[command](inv, actor)
+    try:
+        return _RUN[command](inv, actor, user)
+    except (ControlRefused, ControlError) as exc:
+        return f"Not done: {exc}"
