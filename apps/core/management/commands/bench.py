@@ -18,7 +18,8 @@ from apps.core.bench import BenchError, PipelineBenchConfig, bench_pipeline
 class Command(BaseCommand):
     help = (
         "Run a benchmark: `pipeline` (frame arrival to order at the broker, beside a bare Celery chain) or `ingest` "
-        "(socket frames to committed rows: throughput and lag, beside COPY alone)."
+        "(socket frames to committed rows: throughput and lag, beside COPY alone), `orders`, `distribution` or "
+        "`dashboard` (the operations dashboard's reads over empty and filled tick tables)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,6 +72,20 @@ class Command(BaseCommand):
         orders.add_argument(
             "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
         )
+        dashboard = sub.add_parser(
+            "dashboard", help="the operations dashboard's reads over empty and filled tick tables"
+        )
+        dashboard.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
+        dashboard.add_argument(
+            "--rows", type=int, default=1_000_000, help="uw_option_trades rows (others in proportion)"
+        )
+        dashboard.add_argument("--repeat", type=int, default=50, help="timed calls per endpoint and phase")
+        dashboard.add_argument("--warmup", type=int, default=5, help="untimed calls per endpoint first")
+        dashboard.add_argument("--count-repeat", type=int, default=5, help="timed naive COUNT(*)s per phase")
+        dashboard.add_argument(
+            "--scratch", action="store_true", help="confirm the configured database and Redis db may be wiped"
+        )
+        dashboard.add_argument("--quiet", action="store_true", help="no progress bar or per-endpoint lines")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["which"] == "ingest":
@@ -81,6 +96,9 @@ class Command(BaseCommand):
             return
         if options["which"] == "distribution":
             self.handle_distribution(options)
+            return
+        if options["which"] == "dashboard":
+            self.handle_dashboard(options)
             return
         day = options["day"] or calendar.previous_trading_day(calendar.market_day(clock.now()))
         cfg = PipelineBenchConfig(
@@ -162,6 +180,50 @@ class Command(BaseCommand):
                 f"max {f['max']} ms, n={f['n']}, late {t['late']}, early {t['early']}"
             )
         self.stdout.write(f"429 answers from the stand-in: {result['rate_limited_answers']}")
+        self._write_json(options, result)
+
+    def handle_dashboard(self, options: dict[str, Any]) -> None:
+        from apps.ops.bench import ENDPOINTS, DashboardBenchConfig, bench_dashboard, tick_row_counts
+
+        cfg = DashboardBenchConfig(
+            rows=options["rows"],
+            repeat=options["repeat"],
+            warmup=options["warmup"],
+            count_repeat=options["count_repeat"],
+        )
+        quiet = options["quiet"]
+        total = sum(tick_row_counts(cfg.rows).values()) if cfg.rows > 0 else 0
+        with tqdm(total=total, unit="row", desc="bench dashboard fill", file=sys.stderr, disable=quiet) as bar:
+            try:
+                result = bench_dashboard(
+                    cfg,
+                    scratch=options["scratch"],
+                    progress=bar.update,
+                    log=None if quiet else lambda message: bar.write(f"bench dashboard: {message}", file=sys.stderr),
+                )
+            except BenchError as exc:
+                raise CommandError(str(exc)) from exc
+        phases = [result[phase] for phase in ("empty", "small", "large", "empty_after")]
+        to_empty, to_small = result["ratio_large_to_empty"], result["ratio_large_to_small"]
+        lines = [
+            f"{'median / p95 ms':<26} {'empty':>17} {'small':>17} {'large':>17} {'empty after':>17} {'queries':>9} "
+            f"{'large/empty':>13} {'large/small':>13}"
+        ]
+        for name in ENDPOINTS:
+            cells = " ".join(f"{p[name]['median_ms']:>8.2f} / {p[name]['p95_ms']:<6.2f}" for p in phases)
+            e, s = to_empty[name], to_small[name]
+            lines.append(
+                f"{name:<26} {cells} {phases[0][name]['queries']:>3} -> {phases[2][name]['queries']:<3} "
+                f"{e['median']!s:>5} / {e['p95']!s:<5} {s['median']!s:>5} / {s['p95']!s:<5}"
+            )
+        count = result["naive_count_ms"]
+        lines.append(
+            f"avoided: a naive COUNT(*) of uw_option_trades at {count['large']['rows']:,} rows: median "
+            f"{count['large']['median_ms']} ms (empty: {count['empty']['median_ms']} ms), "
+            f"{result['naive_count_over_dashboard_data']}x one dashboard poll"
+        )
+        lines.append(f"tick tables filled in {result['fill_seconds']['total']} s: {result['config']['tick_rows']}")
+        self.stdout.write("\n".join(lines))
         self._write_json(options, result)
 
     def _write_json(self, options: dict[str, Any], result: dict[str, Any]) -> None:
