@@ -340,14 +340,34 @@ def world_seed() -> User:
     return User.objects.create_superuser(BENCH_USER, f"{BENCH_USER}@example.invalid", None)
 
 
-def _summary(samples: list[float], queries: int) -> dict[str, Any]:
+def _summary(samples: list[float], queries: int, database: dict[str, float]) -> dict[str, Any]:
     return {
         "n": len(samples),
         "median_ms": round(percentile(samples, 50), 3),
         "p95_ms": round(percentile(samples, 95), 3),
         "max_ms": round(max(samples), 3),
         "queries": queries,
+        **database,
     }
+
+
+def database_work(statements: list[str]) -> dict[str, float]:
+    """What PostgreSQL did for ``statements`` (one request's queries, as Django logged them with their values):
+    each SELECT run again under ``EXPLAIN (ANALYZE, BUFFERS)``.  ``db_blocks`` (8 kB buffers touched, cached or read,
+    the top plan node counting its children's) does not depend on how busy the machine is, unlike a wall time: a
+    read that scans a table touches blocks in proportion to its rows, a bounded one a nearly fixed few (an index
+    one level deeper costs one block per lookup).  ``db_exec_ms`` is the server's own execution time."""
+    blocks, exec_ms = 0, 0.0
+    with connection.cursor() as cursor:
+        for sql in statements:
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+            raw = cursor.fetchone()[0]
+            plan = (orjson.loads(raw) if isinstance(raw, str | bytes) else raw)[0]
+            blocks += int(plan["Plan"].get("Shared Hit Blocks", 0)) + int(plan["Plan"].get("Shared Read Blocks", 0))
+            exec_ms += float(plan.get("Execution Time", 0.0))
+    return {"db_blocks": blocks, "db_exec_ms": round(exec_ms, 3)}
 
 
 def _probes(client: Client) -> dict[str, Callable[[], Any]]:
@@ -405,16 +425,21 @@ def measure(user: User, cfg: DashboardBenchConfig, *, log: Callable[[str], Any] 
         reset_queries()
         with CaptureQueriesContext(connection) as captured:
             call()
-        queries = len(captured)  # now: the next request clears the log this slices
+        # now: the next request clears the log these slice
+        queries, statements = len(captured), [query["sql"] for query in captured.captured_queries]
+        database = database_work(statements)
         samples = []
         for _ in range(cfg.repeat):
             started = time.perf_counter()
             call()
             samples.append((time.perf_counter() - started) * 1000)
-        figures[name] = _summary(samples, queries)
+        figures[name] = _summary(samples, queries, database)
         if log is not None:
             f = figures[name]
-            log(f"{name:<26} median {f['median_ms']:>8} ms  p95 {f['p95_ms']:>8} ms  {f['queries']:>2} queries")
+            log(
+                f"{name:<26} median {f['median_ms']:>8} ms  p95 {f['p95_ms']:>8} ms  {f['queries']:>2} queries  "
+                f"{f['db_blocks']:>6} blocks"
+            )
     return figures
 
 
@@ -427,7 +452,7 @@ def naive_count(cfg: DashboardBenchConfig) -> dict[str, Any]:
             cursor.execute("SELECT COUNT(*) FROM uw_option_trades")
             rows = int(cursor.fetchone()[0])
             samples.append((time.perf_counter() - started) * 1000)
-    return {**_summary(samples, 1), "rows": rows}
+    return {**_summary(samples, 1, database_work(["SELECT COUNT(*) FROM uw_option_trades"])), "rows": rows}
 
 
 def _ratio(large: float, empty: float) -> float | None:
@@ -499,6 +524,7 @@ def bench_dashboard(
                 "median": _ratio(large[name]["median_ms"], base[name]["median_ms"]),
                 "p95": _ratio(large[name]["p95_ms"], base[name]["p95_ms"]),
                 "queries": large[name]["queries"] - queries[name]["queries"],
+                "db_blocks": _ratio(large[name]["db_blocks"], queries[name]["db_blocks"]),
             }
             for name in ENDPOINTS
         }

@@ -216,10 +216,17 @@ class Command(BaseCommand):
                 f"{name:<26} {cells} {phases[0][name]['queries']:>3} -> {phases[2][name]['queries']:<3} "
                 f"{e['median']!s:>5} / {e['p95']!s:<5} {s['median']!s:>5} / {s['p95']!s:<5}"
             )
+        lines.append(
+            f"{'PostgreSQL blocks touched':<26} "
+            + " ".join(f"{n:>17}" for n in ("empty", "small", "large", "empty after"))
+        )
+        for name in ENDPOINTS:
+            lines.append(f"{name:<26} " + " ".join(f"{p[name]['db_blocks']:>17,}" for p in phases))
         count = result["naive_count_ms"]
         lines.append(
             f"avoided: a naive COUNT(*) of uw_option_trades at {count['large']['rows']:,} rows: median "
-            f"{count['large']['median_ms']} ms (empty: {count['empty']['median_ms']} ms), "
+            f"{count['large']['median_ms']} ms, {count['large']['db_blocks']:,} blocks "
+            f"(empty: {count['empty']['median_ms']} ms), "
             f"{result['naive_count_over_dashboard_data']}x one dashboard poll"
         )
         lines.append(f"tick tables filled in {result['fill_seconds']['total']} s: {result['config']['tick_rows']}")
