@@ -413,11 +413,14 @@ def _probes(client: Client) -> dict[str, Callable[[], Any]]:
 
 
 def measure(user: User, cfg: DashboardBenchConfig, *, log: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Time every endpoint: ``warmup`` calls, one call counting its SQL queries, then ``repeat`` timed calls."""
+    """Time every endpoint: ``warmup`` calls and one call counting its SQL queries each, then ``repeat`` rounds of
+    one timed call per endpoint.  Round-robin, not endpoint after endpoint: a burst of load from another process on
+    a shared machine then lands on every endpoint's samples alike instead of on one endpoint's whole series."""
     client = Client()
     client.force_login(user)
-    figures: dict[str, Any] = {}
-    for name, call in _probes(client).items():
+    probes = _probes(client)
+    database: dict[str, tuple[int, dict[str, float]]] = {}
+    for name, call in probes.items():
         for _ in range(cfg.warmup):
             call()
         # The log is cleared first: a request clears it at its start (``reset_queries``), and a capture entered with
@@ -426,16 +429,18 @@ def measure(user: User, cfg: DashboardBenchConfig, *, log: Callable[[str], Any] 
         with CaptureQueriesContext(connection) as captured:
             call()
         # now: the next request clears the log these slice
-        queries, statements = len(captured), [query["sql"] for query in captured.captured_queries]
-        database = database_work(statements)
-        samples = []
-        for _ in range(cfg.repeat):
+        statements = [query["sql"] for query in captured.captured_queries]
+        database[name] = (len(statements), database_work(statements))
+    samples: dict[str, list[float]] = {name: [] for name in probes}
+    for _ in range(cfg.repeat):
+        for name, call in probes.items():
             started = time.perf_counter()
             call()
-            samples.append((time.perf_counter() - started) * 1000)
-        figures[name] = _summary(samples, queries, database)
+            samples[name].append((time.perf_counter() - started) * 1000)
+    figures: dict[str, Any] = {}
+    for name in probes:
+        figures[name] = f = _summary(samples[name], *database[name])
         if log is not None:
-            f = figures[name]
             log(
                 f"{name:<26} median {f['median_ms']:>8} ms  p95 {f['p95_ms']:>8} ms  {f['queries']:>2} queries  "
                 f"{f['db_blocks']:>6} blocks"

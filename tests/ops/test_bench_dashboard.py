@@ -49,7 +49,7 @@ def test_bench_dashboard_times_every_endpoint_empty_and_filled(tmp_path, require
         "--repeat",
         "3",
         "--warmup",
-        "0",
+        "1",
         "--count-repeat",
         "1",
         "--quiet",
