@@ -36,7 +36,7 @@ def test_bench_pipeline_measures_orders_and_a_bare_chain_through_real_workers(re
         "--window-minutes",
         "10",
         "--speedup",
-        "20",
+        "40",  # the ten minutes sent in 15 s; this seed's window still gives 7 entry orders
         "--bare-chains",
         "20",
         "--json",
