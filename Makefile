@@ -98,5 +98,14 @@ bench-distribution: $(VENV)/.prod-installed
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=0 \
 	  $(BIN)/python manage.py bench distribution --scratch --json var/bench-distribution.json $(BENCH_DISTRIBUTION_ARGS)
 
+# The operations dashboard's reads over empty and filled tick tables (1,000,000 option trades by default; a few
+# minutes). Also wipes tp_bench and Redis db 10. BENCH_DASHBOARD_ARGS adds options, e.g. --rows 300000 --repeat 20.
+.PHONY: bench-dashboard
+bench-dashboard: $(VENV)/.prod-installed
+	@psql "$(dir $(BENCH_DATABASE_URL))postgres" -tAc "SELECT 1 FROM pg_database WHERE datname='$(notdir $(BENCH_DATABASE_URL))'" \
+	  | grep -q 1 || psql "$(dir $(BENCH_DATABASE_URL))postgres" -c "CREATE DATABASE $(notdir $(BENCH_DATABASE_URL))"
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) TP_TASKS_EAGER=1 \
+	  $(BIN)/python manage.py bench dashboard --scratch --json var/bench-dashboard.json $(BENCH_DASHBOARD_ARGS)
+
 clean:
 	rm -rf var/tradingplatform.sqlite3* var/sessions
