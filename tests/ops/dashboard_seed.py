@@ -103,13 +103,19 @@ def open_position(*, mark: str = "1.45", entry: str = "1.20", quantity: int = 2)
     return trade
 
 
-def unacknowledged_alert(*, rule: str = "FeedStale", key: str = "feed_stale:uw_stream") -> Alert:
+def unacknowledged_alert(
+    *,
+    rule: str = "FeedStale",
+    key: str = "feed_stale:uw_stream",
+    summary: str = "uw_stream: no frame for 95 s",
+    severity: str = Alert.Severity.CRITICAL,
+) -> Alert:
     now = clock.now()
     return Alert.objects.create(
         key=key,
         rule=rule,
-        severity=Alert.Severity.CRITICAL,
-        summary="uw_stream: no frame for 95 s",
+        severity=severity,
+        summary=summary,
         raised_at=now,
         last_seen_at=now,
     )

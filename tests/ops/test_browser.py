@@ -107,7 +107,12 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
     listener_report(rate=42.5, channels=("flow-alerts", "price:SPY", "option_trades"))
     trade = open_position(mark="1.45", entry="1.20", quantity=2)
     stale = unacknowledged_alert(rule="FeedStale", key="feed_stale:uw_stream")
-    backlog = unacknowledged_alert(rule="QueueBacklog", key="queue_backlog:analytics")
+    backlog = unacknowledged_alert(
+        rule="QueueBacklog",
+        key="queue_backlog:analytics",
+        summary="analytics: 1,240 tasks waiting",
+        severity="warning",
+    )
     chart_samples(count=30)
 
     context, page = signed_in(browser, live_server.url, operator.username)
@@ -146,6 +151,8 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
     expect(page.locator(f'tr[data-alert-id="{stale.pk}"]')).to_have_count(0)
     expect(page.locator("#ops-message")).to_contain_text("acknowledged")
     assert Alert.objects.get(pk=stale.pk).acknowledged_by == operator.username
+    # With only a warning left open and a feed paused, the page says so without crying wolf.
+    expect(page.locator("#ops-overall")).to_have_text("needs a look")
 
     page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
     signed_out(context)

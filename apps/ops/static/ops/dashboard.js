@@ -139,8 +139,11 @@
 
     var overall = byId("ops-overall");
     var bad = problems.length > 0 || ks.on === true || critical > 0;
-    overall.textContent = bad ? "attention" : "all systems normal";
-    overall.className = "ops-pill ops-" + (bad ? "bad" : "ok");
+    // A warning alert or a paused feed is not an emergency, but it is not "normal" either.
+    var paused = (s.feeds || []).filter(function (f) { return f.paused === true; }).length;
+    var warn = !bad && (alerts.length > 0 || paused > 0);
+    overall.textContent = bad ? "attention" : (warn ? "needs a look" : "all systems normal");
+    overall.className = "ops-pill ops-" + (bad ? "bad" : (warn ? "warn" : "ok"));
   }
 
   function renderKillSwitch(s) {
