@@ -49,7 +49,8 @@ def reset() -> None:
 
 def test_a_replayed_session_gives_the_same_trades_on_paper_and_through_ib(tmp_path):
     session = tmp_path / "session.ndjson.gz"
-    call_command("make_session", date="2026-11-20", seed=7, out=str(session), start="09:25", end="10:40")
+    # 0DTE entries at 09:45 (both stopped out by 10:05), 1DTE and 14D+ at 10:00: five trades, two exits.
+    call_command("make_session", date="2026-11-20", seed=7, out=str(session), start="09:25", end="10:05")
     reset()  # both runs start from the same state, id sequences included (signal ids derive from evidence row ids)
 
     replay(session)
