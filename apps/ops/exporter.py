@@ -8,6 +8,7 @@ the queues, the kill switch and the feeds are one fact each, read once per scrap
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -239,10 +240,8 @@ def _age_seconds(value: object, *, now: datetime, wall: float) -> float | None:
     if value is None or value == "":
         return None
     text = str(value)
-    try:
+    with contextlib.suppress(ValueError):  # not epoch seconds: an ISO timestamp, below
         return max(0.0, wall - float(text))
-    except ValueError:
-        pass
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -49,10 +50,8 @@ def _published_at(task: Any) -> float | None:
         return None
     eta = getattr(request, "eta", None)
     if published is not None and eta:
-        try:
+        with contextlib.suppress(ValueError):  # not a timestamp: keep the publication time
             published = max(published, datetime.fromisoformat(str(eta)).timestamp())
-        except ValueError:
-            pass  # not a timestamp: keep the publication time
     return published
 
 
