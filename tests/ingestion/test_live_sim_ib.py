@@ -1,6 +1,7 @@
 """``manage.py live_sim --broker ib``: the live path trading through ib_listener against the TWS simulator.
 
-The 2026-11-20 seed 7 session from 09:50 (after the 0DTE entry window opens), 40 s at 10x:
+The 2026-11-20 seed 7 session from 09:50 (after the 0DTE entry window opens), 40 s at 10x (about 7 minutes of it; the
+file stops at 10:10, so it is generated and loaded in a fraction of the time the rest of the day would take):
 signals are approved, orders go to the simulator as BrokerCommands carried out by the listener, and the fills come
 back into the database.  live_sim exits 0 only when the database and the simulator agree on the filled orders.
 """
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.django_db(transaction=True)
 def test_live_sim_fills_orders_through_the_tws_simulator(tmp_path, requires_real_services, redis_store):
     session = tmp_path / "session.ndjson.gz"
-    call_command("make_session", date="2026-11-20", seed=7, out=str(session), start="09:50")
+    call_command("make_session", date="2026-11-20", seed=7, out=str(session), start="09:50", end="10:10")
     env = dict(
         os.environ,
         DATABASE_URL=database_url(),
