@@ -40,6 +40,8 @@ def _poll(endpoint: str, minutes: str, ticker: str | None = None) -> dict[str, o
         "timezone": _NY,
         "kwargs": kwargs,
         "queue": "ingestion",
+        # The recorded session is a replay's data: the live API is never asked (rest_tasks._should_skip).
+        "replay": False,
     }
 
 
@@ -51,6 +53,7 @@ PERIODIC_TASKS: list[dict[str, object]] = [
         "timezone": _NY,
         "kwargs": {"market_hours_only": True},
         "queue": "ingestion",
+        "replay": False,
     },
     _poll("news", "*/2"),
     _poll("market_tide", "*/5"),

@@ -22,6 +22,7 @@ def test_every_declared_periodic_task_is_valid_and_uniquely_named():
         ({"name": "x", "task": "a.b", "interval_seconds": 5, "every": 3}, "unknown keys"),
         ({"name": "x", "task": "a.b", "interval_seconds": 5, "timezone": "UTC"}, "crontab entries only"),
         ({"name": "x", "task": "a.b", "interval_seconds": 5, "enabled": "no"}, "must be true or false"),
+        ({"name": "x", "task": "a.b", "interval_seconds": 5, "replay": 0}, "'replay' must be true or false"),
     ],
 )
 def test_bad_declarations_are_refused_naming_the_app_and_entry(raw, message):
@@ -62,3 +63,24 @@ def test_simulated_beat_collapses_a_long_gap_into_one_run():
     assert len(fired) == 1
     sim.run_until(start + timedelta(hours=5, seconds=20), advance)
     assert len(fired) == 5
+
+
+def test_a_replay_skips_live_only_work_and_fires_the_rest():
+    start = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    sweep = PeriodicDeclaration(app="t", name="sweep", task="t.sweep", interval_seconds=60)
+    canary = PeriodicDeclaration(app="t", name="canary", task="t.canary", interval_seconds=60, replay=False)
+    sim, fired, advance = _beat_with([sweep, canary], start)
+    sim.run_until(start + timedelta(minutes=2), advance)
+    assert [name for _, name in fired] == ["sweep", "sweep"]
+
+
+def test_what_only_watches_the_live_platform_is_declared_live_only():
+    live_only = {d.task for d in beat.declared_periodic_tasks() if not d.replay}
+    # Canaries, the alert evaluator, the dashboard's samples and the REST polls would do nothing on a simulated clock.
+    assert {
+        "ops.canary",
+        "ops.alerts_evaluate",
+        "ops.dashboard_sample",
+        "ingestion.rest_poll",
+        "ingestion.flow_alerts_backfill",
+    } == live_only
