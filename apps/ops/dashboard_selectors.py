@@ -30,6 +30,7 @@ from apps.ops.models import Alert
 from apps.ops.selectors import HealthSnapshot, health_snapshot
 from apps.risk.models import KillSwitchEvent
 from apps.risk.selectors import broker_connected
+from apps.signals.models import Signal
 
 SERIES_KEY = "ops:dashboard:series"
 # A regular session is 6.5 h: the list keeps one session of samples (older ones are trimmed as new ones arrive).
@@ -40,6 +41,7 @@ POSITIONS_LIMIT = 50
 ORDERS_LIMIT = 50
 POSTS_LIMIT = 10
 APPROVALS_LIMIT = 10
+SIGNALS_LIMIT = 20
 ALERTS_LIMIT = 50
 # The headline counts unacknowledged alerts up to here and shows "N+" past it (a bounded count, never a full one).
 HEADLINE_ALERTS_CAP = 100
@@ -243,6 +245,23 @@ def pending_approval_rows() -> list[dict[str, Any]]:
     ]
 
 
+def pending_signal_rows() -> list[dict[str, Any]]:
+    """Signals not yet decided by risk, oldest first (the status index): normally empty within a second of their
+    creation, so a row that stays here means the risk stage is behind or down, and an operator may decide it."""
+    rows = Signal.objects.filter(status=Signal.Status.PENDING).order_by("created_at", "id")
+    return [
+        {
+            **row,
+            "limit_price": str(row["limit_price"]),
+            "confidence": str(row["confidence"]),
+            "created_at": _iso(row["created_at"]),
+        }
+        for row in rows.values(
+            "signal_id", "strategy", "ticker", "direction", "option_symbol", "limit_price", "confidence", "created_at"
+        )[:SIGNALS_LIMIT]
+    ]
+
+
 def unacknowledged_alert_rows() -> list[dict[str, Any]]:
     """Alerts nobody acknowledged yet, newest first (the partial index ``ops_alert_unacked``)."""
     rows = Alert.objects.filter(acknowledged_at__isnull=True).order_by("-raised_at", "-id")
@@ -304,6 +323,7 @@ def dashboard_snapshot() -> dict[str, Any]:
         "orders": active_order_rows(),
         "posts": recent_post_rows(),
         "approvals": pending_approval_rows(),
+        "signals": pending_signal_rows(),
         "alerts": unacknowledged_alert_rows(),
     }
 

@@ -28,6 +28,7 @@ from tests.ops.dashboard_seed import (
     staff_user,
     unacknowledged_alert,
 )
+from tests.risk.factories import SignalFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -114,6 +115,7 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
         severity="warning",
     )
     chart_samples(count=30)
+    waiting = SignalFactory()  # a signal risk has not decided yet
 
     context, page = signed_in(browser, live_server.url, operator.username)
     headline = page.locator("#ops-headline").text_content() or ""
@@ -153,6 +155,7 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
     assert Alert.objects.get(pk=stale.pk).acknowledged_by == operator.username
     # With only a warning left open and a feed paused, the page says so without crying wolf.
     expect(page.locator("#ops-overall")).to_have_text("needs a look")
+    expect(page.locator(f'tr[data-signal-id="{waiting.signal_id}"]')).to_contain_text(waiting.option_symbol)
 
     page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
     signed_out(context)
@@ -166,6 +169,8 @@ def test_an_operator_runs_the_console_from_the_dashboard_and_a_colleague_without
     expect(page.locator('tr[data-feed="uw_rest"] button[data-control="feed_pause"]')).to_be_disabled()
     expect(page.locator(f'tr[data-alert-id="{backlog.pk}"] button[data-control="alert_acknowledge"]')).to_be_disabled()
     expect(page.locator(f'tr[data-trade-id="{trade.pk}"] button[data-control="position_close"]')).to_be_disabled()
+    for name in ("signal_approve", "signal_reject"):
+        expect(page.locator(f'tr[data-signal-id="{waiting.signal_id}"] button[data-control="{name}"]')).to_be_disabled()
 
     token = page.locator("#kill-form input[name=csrfmiddlewaretoken]").input_value()
     forced = [

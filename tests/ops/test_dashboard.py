@@ -32,9 +32,9 @@ from tests.ops.dashboard_seed import (
 pytestmark = pytest.mark.django_db
 
 TICK_TABLE = re.compile(r'"(' + "|".join(TICK_TABLES) + r')"')
-# health, broker, feeds, kill switch, PnL, positions, orders, posts, approvals, alerts: a fixed number, however
+# health, broker, feeds, kill switch, PnL, positions, orders, posts, approvals, signals, alerts: a fixed number, however
 # many rows the tables hold.
-MAX_DASHBOARD_QUERIES = 16
+MAX_DASHBOARD_QUERIES = 17
 
 
 def _seed_ticks(rows: int) -> None:
@@ -342,3 +342,29 @@ def test_the_dashboard_still_answers_when_redis_is_unreachable(client, settings)
     assert {f["paused"] for f in data["feeds"]} == {None}
     assert data["kill_switch"]["on"] is None
     assert data["series"] == [] and len(data["positions"]) == 1
+
+
+def test_signals_waiting_for_risk_are_listed_and_an_operator_rejects_one_from_the_dashboard(client):
+    from apps.risk.models import RiskDecision
+    from apps.signals.models import Signal
+    from tests.risk.factories import SignalFactory
+
+    operator = staff_user("operator", permissions=OPERATOR_PERMISSIONS)
+    client.login(username="operator", password="pw-dashboard")
+    waiting = SignalFactory()
+    SignalFactory(status=Signal.Status.REJECTED)  # decided: not listed
+
+    data = client.get(reverse("admin:ops_dashboard_data")).json()
+    assert [row["signal_id"] for row in data["signals"]] == [waiting.signal_id]
+
+    response = client.post(
+        reverse("admin:ops_dashboard_control"),
+        {"control": "signal_reject", "signal_id": waiting.signal_id, "reason": "stale quote"},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 200 and response.json()["ok"] is True
+    waiting.refresh_from_db()
+    assert waiting.status == Signal.Status.REJECTED
+    decision = RiskDecision.objects.get(signal=waiting)
+    assert not decision.approved and operator.username in decision.reason and "stale quote" in decision.reason
+    assert client.get(reverse("admin:ops_dashboard_data")).json()["signals"] == []

@@ -251,6 +251,18 @@
     }), 2, "nothing waits for approval");
   }
 
+  // Signals risk has not decided yet: an operator may send one to risk now (approve) or reject it.
+  function renderSignals(s) {
+    rows("signals-body", (s.signals || []).map(function (g) {
+      return '<tr data-signal-id="' + esc(g.signal_id) + '"><td class="ops-mono">' + esc(g.option_symbol) + '<br><span class="mini quiet">' +
+        esc(g.strategy) + " " + esc(g.direction) + " · " + esc(g.signal_id) + '</span></td><td class="num">' + esc(g.limit_price) +
+        '</td><td class="num">' + esc(g.confidence) + "</td><td>" + clockTime(g.created_at) + '</td><td class="ops-actions">' +
+        controlForm("signal_approve", { signal_id: g.signal_id }, "Approve", { confirm: "Send signal " + g.signal_id + " to risk now? The kill switch and every limit still apply." }) +
+        controlForm("signal_reject", { signal_id: g.signal_id }, "Reject", { danger: true, confirm: "Reject signal " + g.signal_id + "?" }) +
+        "</td></tr>";
+    }), 5, "none: risk decides every signal as it comes");
+  }
+
   function render(s) {
     renderKpis(s);
     renderKillSwitch(s);
@@ -263,6 +275,7 @@
     renderChannels(s);
     renderPosts(s);
     renderApprovals(s);
+    renderSignals(s);
     byId("ops-updated-at").textContent = clockTime(s.at);
   }
 
